@@ -1,0 +1,43 @@
+"""The contract an algorithm class fulfils: typed input/output and a predict.
+
+An algorithm never reads placement settings (replicas, CPUs, GPUs, batching):
+those live in its registry entry and are applied by ``engines.deploy``. It
+implements ``predict`` for one input, or ``predict_batch`` for many when it
+gains from batching (torch models), and may load weights in ``setup``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import ClassVar
+
+from pydantic import BaseModel
+
+
+class Algorithm:
+    """Base class for every algorithm, local or external."""
+
+    Input: ClassVar[type[BaseModel]]
+    Output: ClassVar[type[BaseModel]]
+    #: MCP annotations: the call changes nothing outside the algorithm…
+    read_only: ClassVar[bool] = True
+    #: …and the same input gives the same output.
+    idempotent: ClassVar[bool] = True
+
+    async def setup(self) -> None:
+        """Load models or open clients; called once per replica before any call."""
+
+    async def close(self) -> None:
+        """Release what ``setup`` opened; called when the replica stops."""
+
+    async def predict(self, inp: BaseModel) -> BaseModel:
+        (out,) = await self.predict_batch([inp])
+        return out
+
+    async def predict_batch(self, inputs: list[BaseModel]) -> list[BaseModel]:
+        return list(await asyncio.gather(*(self.predict(i) for i in inputs)))
+
+    @classmethod
+    def overrides_predict(cls) -> bool:
+        """True when the class implements one of the two predict methods."""
+        return cls.predict is not Algorithm.predict or cls.predict_batch is not Algorithm.predict_batch

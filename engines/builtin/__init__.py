@@ -1,0 +1,1 @@
+"""Algorithms that ship with algo-mcp and fill the default ``algorithms.yaml``."""

@@ -1,0 +1,67 @@
+"""Connect to Ray (or start a local one) and start Serve without its HTTP proxy.
+
+The gateway calls deployments through handles only, so Serve's own proxy is
+never started (it would also take port 8000, the gateway's default).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from engines.settings import Settings
+
+log = logging.getLogger(__name__)
+
+_TOKEN_FILE = Path.home() / ".ray" / "auth_token"
+
+
+def _prepare_env(settings: Settings) -> None:
+    """Environment Ray reads at import and start-up; set before ``import ray``."""
+    if settings.ray_serve_throughput_optimized:
+        os.environ.setdefault("RAY_SERVE_THROUGHPUT_OPTIMIZED", "1")
+        # …but not its direct ingress, which opens an HTTP proxy on port 8000 and
+        # a port per replica; we only ever call through handles.
+        os.environ.setdefault("RAY_SERVE_ENABLE_DIRECT_INGRESS", "0")
+    # Ray 2.60 turns token auth on for clusters it starts; a process joining one
+    # by address must opt in too, with the token ``ray start`` left in ~/.ray.
+    if settings.ray_address and (os.environ.get("RAY_AUTH_TOKEN") or _TOKEN_FILE.exists()):
+        os.environ.setdefault("RAY_AUTH_MODE", "token")
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+
+@dataclass(frozen=True)
+class Connection:
+    """What :func:`connect` did, so :func:`disconnect` undoes exactly that."""
+
+    initialized_here: bool
+    started_cluster: bool
+
+
+def connect(settings: Settings) -> Connection:
+    """Join ``RAY_ADDRESS`` or start a local cluster (a no-op when Ray is already up)."""
+    _prepare_env(settings)
+    import ray
+    from ray import serve
+
+    conn = Connection(initialized_here=not ray.is_initialized(),
+                      started_cluster=not ray.is_initialized() and not settings.ray_address)
+    if conn.initialized_here:
+        ray.init(address=settings.ray_address, include_dashboard=False, log_to_driver=False,
+                 logging_level=logging.WARNING, configure_logging=False)
+        log.info("ray: %s", "started a local cluster" if conn.started_cluster else "joined the cluster")
+    serve.start(proxy_location="Disabled")
+    return conn
+
+
+def disconnect(conn: Connection) -> None:
+    """Stop what we started; on a shared cluster leave the deployments to other gateways."""
+    import ray
+    from ray import serve
+
+    if conn.started_cluster:
+        serve.shutdown()
+    if conn.initialized_here:
+        ray.shutdown()

@@ -1,0 +1,140 @@
+"""Registry entries → Ray Serve applications: the one place limits become options.
+
+Each algorithm is its own Serve application (named after it) holding one
+deployment of :class:`engines.replica.AlgorithmReplica`. A gateway that finds
+an application already running with the same fingerprint reuses it, so any
+number of gateways can share one cluster without restarting replicas.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import time
+from typing import Any
+
+import ray
+from ray import serve
+from ray.serve.api import RunTarget, _run_many
+
+from engines.errors import NotConfigured, Unavailable
+from engines.external import ExternalAPI
+from engines.registry import Entry, Registry
+from engines.replica import AlgorithmReplica
+from engines.settings import Settings
+
+log = logging.getLogger(__name__)
+
+DEPLOY_TIMEOUT_S = 300.0
+_POLL_S = 0.2
+
+
+def forwarded_env(entry: Entry, settings: Settings) -> dict[str, str]:
+    """Settings an external algorithm reads, passed to its replicas (they may run elsewhere)."""
+    if not issubclass(entry.cls, ExternalAPI):
+        return {}
+    env = {}
+    for name in entry.cls.settings_used:
+        value = getattr(settings, name.lower(), None)
+        if value is not None:
+            env[name] = value.get_secret_value() if hasattr(value, "get_secret_value") else str(value)
+    return env
+
+
+def deployment_options(entry: Entry, settings: Settings) -> dict[str, Any]:
+    """Serve options for an entry; algorithm classes never see these."""
+    spec = entry.spec
+    env = {"HF_HUB_OFFLINE": "1", **forwarded_env(entry, settings)}
+    return {
+        "name": spec.name,
+        "num_replicas": spec.num_workers,
+        "max_ongoing_requests": spec.per_replica_concurrency(settings.default_max_concurrency),
+        "max_queued_requests": spec.max_queued,
+        "ray_actor_options": {"num_cpus": spec.num_cpus, "num_gpus": spec.num_gpus,
+                              "runtime_env": {"env_vars": env}},
+    }
+
+
+def fingerprint(entry: Entry, settings: Settings) -> str:
+    """A digest of everything a deployment is built from (secrets included, only hashed)."""
+    blob = json.dumps([entry.spec.model_dump(mode="json"), deployment_options(entry, settings)],
+                      sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def check_resources(registry: Registry) -> None:
+    """Fail fast where Serve would wait forever in DEPLOYING for resources that do not exist."""
+    total = ray.cluster_resources()
+    gpus, cpus = total.get("GPU", 0.0), total.get("CPU", 0.0)
+    for entry in registry:
+        spec = entry.spec
+        if spec.num_gpus > gpus:
+            raise NotConfigured(
+                f"{spec.name}: num_gpus {spec.num_gpus:g} asked for, but the Ray cluster has "
+                f"{gpus:g} GPU(s); set num_gpus: 0 to run on CPU or add GPU nodes")
+        if spec.num_cpus > cpus:
+            raise NotConfigured(
+                f"{spec.name}: num_cpus {spec.num_cpus:g} asked for, but the Ray cluster has "
+                f"{cpus:g} CPU(s)")
+
+
+def _app_status(name: str) -> tuple[str, str]:
+    app = serve.status().applications.get(name)
+    return (app.status.value, app.message) if app else ("NOT_STARTED", "")
+
+
+async def _running_fingerprint(name: str) -> str | None:
+    status, _ = _app_status(name)
+    if status != "RUNNING":
+        return None
+    try:
+        handle = serve.get_deployment_handle(name, app_name=name)
+        return await handle.fingerprint.remote()
+    except Exception:  # an older or foreign deployment under this name: redeploy it
+        return None
+
+
+async def _wait_running(name: str, deadline: float) -> None:
+    while True:
+        status, message = _app_status(name)
+        if status == "RUNNING":
+            return
+        if status in ("DEPLOY_FAILED", "UNHEALTHY"):
+            raise Unavailable(f"{name}: deployment failed: {message}")
+        if time.monotonic() > deadline:
+            raise Unavailable(f"{name}: not running after {DEPLOY_TIMEOUT_S:g} s ({status}: {message})")
+        await asyncio.sleep(_POLL_S)
+
+
+async def deploy_all(registry: Registry, settings: Settings) -> None:
+    """Deploy every entry that is not already running as declared, then wait for all."""
+    check_resources(registry)
+    targets = []
+    for entry in registry:
+        fp = fingerprint(entry, settings)
+        if await _running_fingerprint(entry.name) == fp:
+            log.info("%s: already running as declared, reused", entry.name)
+            continue
+        app = AlgorithmReplica.options(**deployment_options(entry, settings)).bind(
+            entry.spec.target, entry.spec.batch, fp)
+        targets.append(RunTarget(target=app, name=entry.name, route_prefix=None))
+    if not targets:
+        return
+    # One controller round trip for all applications; we wait for them ourselves.
+    _run_many(targets, wait_for_applications_running=False)
+    deadline = time.monotonic() + DEPLOY_TIMEOUT_S
+    await asyncio.gather(*(_wait_running(t.name, deadline) for t in targets))
+    log.info("deployed %s", ", ".join(t.name for t in targets))
+
+
+def readiness(registry: Registry) -> dict[str, dict[str, str]]:
+    """Per-algorithm Serve status for ``/healthz``."""
+    apps = serve.status().applications
+    out = {}
+    for name in registry.names():
+        app = apps.get(name)
+        out[name] = {"status": app.status.value if app else "NOT_STARTED",
+                     "message": app.message if app else ""}
+    return out

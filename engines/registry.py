@@ -1,0 +1,200 @@
+"""The registry: one entry per algorithm, the single source of truth for it.
+
+Entries come from ``algorithms.yaml`` (or the file named by
+``ALGO_MCP_REGISTRY``) and from the :func:`algorithm` decorator. Loading
+checks every field and imports every target, so a wrong entry stops start-up
+with a message naming the entry and the field instead of failing on the first
+call.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from engines.algorithm import Algorithm
+from engines.errors import RegistryError, UnknownAlgorithm
+from engines.validation import describe
+
+Kind = Literal["local", "external"]
+Mode = Literal["sync", "async", "auto"]
+
+
+class BatchSpec(BaseModel):
+    """Dynamic batching across concurrent calls within one replica."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_batch_size: int = Field(ge=1, le=1024)
+    batch_wait_timeout_s: float = Field(0.005, ge=0, le=10)
+
+
+class AlgorithmSpec(BaseModel):
+    """What the registry knows about one algorithm: identity, limits, placement."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_-]{0,63}$", description="tool name, REST path, deployment")
+    kind: Kind
+    target: str = Field(pattern=r"^[\w.]+:[\w.]+$", description="module:Class of the algorithm")
+    description: str = ""
+    mode: Mode = "sync"
+    max_concurrency: int | None = Field(None, ge=1, description="global limit, all replicas together")
+    num_workers: int = Field(1, ge=1, le=256)
+    num_cpus: float = Field(1, ge=0)
+    num_gpus: float = Field(0, ge=0)
+    batch: BatchSpec | None = None
+    timeout_s: float = Field(60, gt=0, le=86_400)
+    max_queued: int = Field(16, ge=0, description="calls that may wait for a slot before 'busy'")
+
+    @model_validator(mode="after")
+    def _check(self) -> AlgorithmSpec:
+        if self.kind == "external" and self.num_gpus:
+            raise ValueError("num_gpus: external algorithms run no model, so no GPU (got "
+                             f"{self.num_gpus:g})")
+        if self.max_concurrency is not None and self.max_concurrency < self.num_workers:
+            raise ValueError(f"max_concurrency: must be >= num_workers ({self.num_workers}), "
+                             f"since every replica takes at least one call (got {self.max_concurrency})")
+        return self
+
+    def concurrency(self, default: int) -> int:
+        return self.max_concurrency or max(default, self.num_workers)
+
+    def per_replica_concurrency(self, default: int) -> int:
+        """Serve's ``max_ongoing_requests``: the global limit split over replicas, never above it."""
+        return max(1, self.concurrency(default) // self.num_workers)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A checked spec with its imported algorithm class."""
+
+    spec: AlgorithmSpec
+    cls: type[Algorithm]
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+
+_DECORATED: dict[str, AlgorithmSpec] = {}
+
+
+def algorithm(**fields: Any):
+    """Register a class from Python: ``@algorithm(name="x", kind="local")``.
+
+    The target is the class itself; the entry is checked like a YAML one when a
+    registry is loaded.
+    """
+
+    def register(cls: type[Algorithm]) -> type[Algorithm]:
+        data = {"target": f"{cls.__module__}:{cls.__qualname__}",
+                "description": (cls.__doc__ or "").strip(), **fields}
+        spec = _parse_spec(data, where=f"@algorithm on {cls.__qualname__}")
+        _DECORATED[spec.name] = spec
+        return cls
+
+    return register
+
+
+def _parse_spec(data: Any, where: str) -> AlgorithmSpec:
+    if not isinstance(data, dict):
+        raise RegistryError(f"{where}: must be a mapping of fields (got {type(data).__name__})")
+    try:
+        return AlgorithmSpec.model_validate(data)
+    except ValidationError as exc:
+        raise RegistryError(f"{where}: " + "; ".join(describe(exc.errors(include_url=False)))) from None
+
+
+def import_target(target: str, where: str) -> type[Algorithm]:
+    module_name, _, attr = target.partition(":")
+    try:
+        obj: Any = importlib.import_module(module_name)
+        for part in attr.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError) as exc:
+        raise RegistryError(f"{where}: target: cannot import {target!r} ({exc})") from None
+    if not (isinstance(obj, type) and issubclass(obj, Algorithm)):
+        raise RegistryError(f"{where}: target: {target!r} is not an engines.Algorithm subclass")
+    for model in ("Input", "Output"):
+        declared = getattr(obj, model, None)
+        if not (isinstance(declared, type) and issubclass(declared, BaseModel)):
+            raise RegistryError(f"{where}: target: {target!r} has no pydantic {model} model")
+    if not obj.overrides_predict():
+        raise RegistryError(f"{where}: target: {target!r} implements neither predict nor predict_batch")
+    return obj
+
+
+class Registry:
+    """The algorithms to serve, in declaration order."""
+
+    def __init__(self, entries: list[Entry]) -> None:
+        self._entries = {e.name: e for e in entries}
+
+    def __iter__(self) -> Iterator[Entry]:
+        return iter(self._entries.values())
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def names(self) -> list[str]:
+        return list(self._entries)
+
+    def get(self, name: str) -> Entry:
+        try:
+            return self._entries[name]
+        except KeyError:
+            raise UnknownAlgorithm(name, self.names()) from None
+
+    @classmethod
+    def from_specs(cls, specs: list[tuple[str, AlgorithmSpec]]) -> Registry:
+        entries: list[Entry] = []
+        seen: dict[str, str] = {}
+        for where, spec in specs:
+            if spec.name in seen:
+                raise RegistryError(f"{where}: name: {spec.name!r} is already declared by {seen[spec.name]}")
+            seen[spec.name] = where
+            entries.append(Entry(spec, import_target(spec.target, where)))
+        return cls(entries)
+
+    @classmethod
+    def load(cls, path: Path) -> Registry:
+        """Read a registry file: a list of entries, or ``{modules: [...], algorithms: [...]}``.
+
+        ``modules`` are imported first so their ``@algorithm`` classes join the
+        registry after the file's own entries.
+        """
+        try:
+            doc = yaml.safe_load(path.read_text()) or []
+        except OSError as exc:
+            raise RegistryError(f"{path}: cannot read the registry ({exc.strerror})") from None
+        except yaml.YAMLError as exc:
+            raise RegistryError(f"{path}: not valid YAML ({exc})") from None
+        if isinstance(doc, dict):
+            unknown = set(doc) - {"modules", "algorithms"}
+            if unknown:
+                raise RegistryError(f"{path}: unknown top-level keys {sorted(unknown)}; "
+                                    "expected 'modules' and 'algorithms'")
+            modules, items = doc.get("modules") or [], doc.get("algorithms") or []
+        else:
+            modules, items = [], doc
+        if not isinstance(items, list):
+            raise RegistryError(f"{path}: algorithms must be a list of entries")
+        for module in modules:
+            try:
+                importlib.import_module(module)
+            except ImportError as exc:
+                raise RegistryError(f"{path}: modules: cannot import {module!r} ({exc})") from None
+        specs = []
+        for i, item in enumerate(items):
+            label = item.get("name", "?") if isinstance(item, dict) else "?"
+            where = f"{path}: entry {i + 1} ({label})"
+            specs.append((where, _parse_spec(item, where)))
+        specs += [(f"@algorithm {s.name} ({s.target})", s) for s in _DECORATED.values()]
+        return cls.from_specs(specs)

@@ -1,0 +1,49 @@
+"""The one Serve deployment class that every algorithm runs inside.
+
+It imports the algorithm class by its target, calls ``setup`` once per
+replica, and routes calls through ``@serve.batch`` when the registry entry
+asks for batching. Algorithm classes stay plain Python: nothing here is
+specific to one of them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+from ray import serve
+
+from engines.registry import BatchSpec, import_target
+
+
+@serve.deployment
+class AlgorithmReplica:
+    """Hosts one algorithm instance; Serve runs ``num_workers`` of these."""
+
+    async def __init__(self, target: str, batch: BatchSpec | None, fingerprint: str) -> None:
+        cls = import_target(target, where=target)
+        self._output = cls.Output
+        self._algo = cls()
+        self._batched = batch is not None
+        self._fingerprint = fingerprint
+        if batch is not None:
+            self._predict_batched.set_max_batch_size(batch.max_batch_size)
+            self._predict_batched.set_batch_wait_timeout_s(batch.batch_wait_timeout_s)
+        await self._algo.setup()
+
+    async def __del__(self) -> None:
+        await self._algo.close()
+
+    def fingerprint(self) -> str:
+        """What this replica was deployed with; a gateway compares it before redeploying."""
+        return self._fingerprint
+
+    @serve.batch
+    async def _predict_batched(self, inputs: list[BaseModel]) -> list[BaseModel]:
+        return await self._algo.predict_batch(inputs)
+
+    async def __call__(self, inp: BaseModel) -> dict[str, Any]:
+        out = await (self._predict_batched(inp) if self._batched else self._algo.predict(inp))
+        if not isinstance(out, self._output):
+            out = self._output.model_validate(out)
+        return out.model_dump(mode="json")

@@ -1,0 +1,1 @@
+"""The gateway: MCP tools, REST and health built from the registry. Holds no job state."""

@@ -1,0 +1,69 @@
+"""Assemble the gateway from the registry: a FastMCP server, plus HTTP routes for network transports.
+
+The server's lifespan connects to Ray and deploys the algorithms, so the same
+object works under ``algo-mcp serve``, ``fastmcp run``/``dev`` and in tests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from fastmcp import FastMCP
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.routing import Mount
+
+from engines import cluster, deploy
+from engines.client import AlgorithmClient
+from engines.registry import Registry
+from engines.settings import Settings, get_settings
+from mcp_server.auth import BearerAuth
+from mcp_server.rest import rest_app
+from mcp_server.tools import algorithm_tools
+
+INSTRUCTIONS = ("Each tool runs one registered algorithm on Ray Serve. Arguments are checked "
+                "against the tool's schema; a 'busy' error says after how many seconds to retry.")
+
+
+@dataclass
+class Gateway:
+    settings: Settings
+    registry: Registry
+    client: AlgorithmClient
+    mcp: FastMCP
+
+    def http_app(self) -> Starlette:
+        """Streamable HTTP at ``/mcp``, SSE at ``/sse``, REST beside them; one token guards all."""
+        token = self.settings.mcp_auth_token
+        middleware = [Middleware(BearerAuth, token=token.get_secret_value())] if token else []
+        app = self.mcp.http_app(path="/mcp", middleware=middleware)
+        sse = self.mcp.http_app(transport="sse", path="/sse")
+        app.router.routes.extend(r for r in sse.routes if getattr(r, "path", None) in ("/sse", "/messages"))
+        app.router.routes.append(Mount("/", app=rest_app(self.client)))
+        return app
+
+
+def build_gateway(settings: Settings | None = None, registry: Registry | None = None) -> Gateway:
+    settings = settings or get_settings()
+    registry = registry if registry is not None else Registry.load(settings.algo_mcp_registry)
+    client = AlgorithmClient(registry)
+
+    @asynccontextmanager
+    async def on_ray(server: FastMCP) -> AsyncIterator[dict]:
+        conn = cluster.connect(settings)
+        try:
+            await deploy.deploy_all(registry, settings)
+            yield {}
+        finally:
+            cluster.disconnect(conn)
+
+    mcp = FastMCP("algo-mcp", instructions=INSTRUCTIONS, lifespan=on_ray,
+                  providers=[algorithm_tools(client)], mask_error_details=True)
+    return Gateway(settings, registry, client, mcp)
+
+
+def create_server() -> FastMCP:
+    """Factory for ``fastmcp run``/``fastmcp dev inspector mcp_server/app.py:create_server``."""
+    return build_gateway().mcp

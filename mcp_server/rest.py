@@ -1,0 +1,86 @@
+"""The seed Ray Service's REST API (``POST /invoke/{name}``, ``/healthz``) with OpenAPI at ``/docs``.
+
+One typed route per algorithm, so ``/docs`` shows each body and answer
+schema; errors use the same wording and codes as the MCP tools.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.responses import JSONResponse
+
+from engines import deploy
+from engines.client import AlgorithmClient
+from engines.errors import AlgoError, UnknownAlgorithm, ValidationFailed
+from engines.registry import Entry
+from engines.validation import describe
+from mcp_server.errors import http_error
+
+
+async def _until_disconnected(request: Request) -> None:
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _unless_disconnected(request: Request, work: Any) -> Any:
+    """Run ``work``, cancelling it (and so the Serve request) if the client goes away."""
+    call = asyncio.ensure_future(work)
+    watch = asyncio.ensure_future(_until_disconnected(request))
+    try:
+        await asyncio.wait({call, watch}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watch.cancel()
+        if not call.done():
+            call.cancel()
+    return await call
+
+
+def _invoke_route(client: AlgorithmClient, entry: Entry):
+    async def invoke(request: Request, body: Any) -> Any:
+        return await _unless_disconnected(request, client.call(entry, body))
+
+    invoke.__signature__ = inspect.Signature([
+        inspect.Parameter("request", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Request),
+        inspect.Parameter("body", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=entry.cls.Input),
+    ])
+    return invoke
+
+
+def rest_app(client: AlgorithmClient) -> FastAPI:
+    app = FastAPI(title="algo-mcp", summary="Registered algorithms over REST (the Ray Service API)",
+                  docs_url="/docs", redoc_url=None)
+    registry = client.registry
+
+    @app.exception_handler(AlgoError)
+    async def _algo_error(request: Request, err: AlgoError) -> JSONResponse:
+        return http_error(err)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, err: RequestValidationError) -> JSONResponse:
+        problems = [{**e, "loc": tuple(e["loc"])[1:]} for e in err.errors()]  # drop the "body" prefix
+        return http_error(ValidationFailed(describe(problems)))
+
+    for entry in registry:
+        app.post(f"/invoke/{entry.name}", name=f"invoke {entry.name}", tags=["invoke"],
+                 summary=entry.spec.description or None,
+                 response_model=None, responses={200: {"model": entry.cls.Output},
+                                                 429: {"description": "busy, retry after"}},
+                 )(_invoke_route(client, entry))
+
+    @app.post("/invoke/{name}", tags=["invoke"], include_in_schema=False)
+    async def unknown(name: str) -> JSONResponse:
+        return http_error(UnknownAlgorithm(name, registry.names()))
+
+    @app.get("/healthz", tags=["health"], summary="per-algorithm readiness")
+    async def healthz() -> JSONResponse:
+        algorithms = await asyncio.to_thread(deploy.readiness, registry)
+        ready = all(a["status"] == "RUNNING" for a in algorithms.values())
+        return JSONResponse({"status": "ok" if ready else "degraded", "algorithms": algorithms},
+                            status_code=200 if ready else 503)
+
+    return app

@@ -1,0 +1,1 @@
+"""Persistence below the engines: Redis task records and the object store."""
