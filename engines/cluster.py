@@ -20,11 +20,11 @@ _TOKEN_FILE = Path.home() / ".ray" / "auth_token"
 
 def _prepare_env(settings: Settings) -> None:
     """Environment Ray reads at import and start-up; set before ``import ray``."""
-    if settings.ray_serve_throughput_optimized:
-        os.environ.setdefault("RAY_SERVE_THROUGHPUT_OPTIMIZED", "1")
-        # …but not its direct ingress, which opens an HTTP proxy on port 8000 and
-        # a port per replica; we only ever call through handles.
-        os.environ.setdefault("RAY_SERVE_ENABLE_DIRECT_INGRESS", "0")
+    # Ray reads "1"/"0"; the setting may come from .env, which Ray never sees.
+    os.environ["RAY_SERVE_THROUGHPUT_OPTIMIZED"] = "1" if settings.ray_serve_throughput_optimized else "0"
+    # Not its direct ingress, though: that opens an HTTP proxy on port 8000 and a
+    # port per replica, and we only ever call through handles.
+    os.environ.setdefault("RAY_SERVE_ENABLE_DIRECT_INGRESS", "0")
     # Ray 2.60 turns token auth on for clusters it starts; a process joining one
     # by address must opt in too, with the token ``ray start`` left in ~/.ray.
     if settings.ray_address and (os.environ.get("RAY_AUTH_TOKEN") or _TOKEN_FILE.exists()):

@@ -83,21 +83,21 @@ class Entry:
         return self.spec.name
 
 
-_DECORATED: dict[str, AlgorithmSpec] = {}
+_DECORATED: dict[str, list[AlgorithmSpec]] = {}  # module → its @algorithm specs
 
 
 def algorithm(**fields: Any):
     """Register a class from Python: ``@algorithm(name="x", kind="local")``.
 
-    The target is the class itself; the entry is checked like a YAML one when a
-    registry is loaded.
+    The target is the class itself. The entry joins a registry whose file lists
+    the class's module under ``modules``, checked like a YAML entry.
     """
 
     def register(cls: type[Algorithm]) -> type[Algorithm]:
         data = {"target": f"{cls.__module__}:{cls.__qualname__}",
                 "description": (cls.__doc__ or "").strip(), **fields}
         spec = _parse_spec(data, where=f"@algorithm on {cls.__qualname__}")
-        _DECORATED[spec.name] = spec
+        _DECORATED.setdefault(cls.__module__, []).append(spec)
         return cls
 
     return register
@@ -196,5 +196,6 @@ class Registry:
             label = item.get("name", "?") if isinstance(item, dict) else "?"
             where = f"{path}: entry {i + 1} ({label})"
             specs.append((where, _parse_spec(item, where)))
-        specs += [(f"@algorithm {s.name} ({s.target})", s) for s in _DECORATED.values()]
+        specs += [(f"@algorithm {s.name} ({s.target})", s)
+                  for module in modules for s in _DECORATED.get(module, [])]
         return cls.from_specs(specs)

@@ -1,0 +1,156 @@
+"""Gateway overhead: ``local-echo`` through algo-mcp vs a bare in-process FastMCP echo tool.
+
+Sequential calls on one long-lived client per server, over in-memory, stdio
+and streamable HTTP; then algo-mcp with 500 registered algorithms vs 5
+(in-memory and HTTP). Goals: p50(algo-mcp) / p50(bare) ≤ 1.5x per transport,
+p50(500) / p50(5) ≤ 1.1x.
+
+Run from the repo root: ``python bench/bench_gateway.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import sys
+import tempfile
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
+
+import ray
+import uvicorn
+import yaml
+from _bare_echo import bare_server
+from _common import Call, compare, note, print_table, ratio_cell, run, sequential, stats_cells
+from fastmcp import Client, FastMCP
+from fastmcp.client.transports import StdioTransport
+from starlette.applications import Starlette
+
+from engines.client import AlgorithmClient
+from engines.registry import AlgorithmSpec, Registry
+from engines.settings import Settings
+from mcp_server.app import INSTRUCTIONS, Gateway, build_gateway
+from mcp_server.tools import algorithm_tools
+
+BENCH = Path(__file__).resolve().parent
+ECHO = "local-echo"
+ARGS = {"text": "hello"}
+CALLS, WARMUP = 300, 30
+OVERHEAD_GOAL, REGISTRY_GOAL = 1.5, 1.1
+FEW, MANY = 5, 500
+
+
+def registry_of(spec: AlgorithmSpec, size: int) -> Registry:
+    """``spec`` plus ``size - 1`` aliases of the same class that are never deployed nor called."""
+    aliases = [spec.model_copy(update={"name": f"echo-alias-{i:03d}"}) for i in range(1, size)]
+    return Registry.from_specs([(f"bench entry {s.name}", s) for s in [spec, *aliases]])
+
+
+def tools_only_gateway(settings: Settings, registry: Registry) -> Gateway:
+    """The gateway's tools and routes, built like ``build_gateway`` but without its lifespan.
+
+    That lifespan would deploy every entry; here only ``local-echo`` runs (deployed
+    by the main gateway) and handles are made lazily by name.
+    """
+    client = AlgorithmClient(registry)
+    mcp = FastMCP("algo-mcp", instructions=INSTRUCTIONS, providers=[algorithm_tools(client)],
+                  mask_error_details=True)
+    return Gateway(settings, registry, client, mcp)
+
+
+@asynccontextmanager
+async def serving(app: Starlette) -> AsyncIterator[str]:
+    """Serve ``app`` with uvicorn in this process on a free loopback port; yields the MCP URL."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        while not server.started:
+            if task.done():
+                await task  # it failed to start: raise why
+            await asyncio.sleep(0.05)
+        yield f"http://127.0.0.1:{port}/mcp"
+    finally:
+        server.should_exit = True
+        await task
+        sock.close()
+
+
+def stdio(command: str, *args: str, **env: str) -> Client:
+    transport = StdioTransport(command, list(args), env={**os.environ, **env}, cwd=str(BENCH.parent),
+                               keep_alive=False)
+    return Client(transport)
+
+
+def echo_call(client: Client, tool: str) -> Call:
+    return lambda: client.call_tool(tool, ARGS)
+
+
+async def checked(client: Client, tool: str) -> Call:
+    result = await client.call_tool(tool, ARGS)
+    if result.structured_content != ARGS:
+        raise RuntimeError(f"{tool} answered {result.structured_content!r}, not {ARGS!r}")
+    return echo_call(client, tool)
+
+
+async def main() -> None:
+    settings = Settings(log_level="WARNING")
+    spec = Registry.load(settings.algo_mcp_registry).get(ECHO).spec
+    gateway = build_gateway(settings, registry_of(spec, 1))
+    bare = bare_server()
+    rows: list[list[str]] = []
+    async with AsyncExitStack() as stack:
+        enter = stack.enter_async_context
+        note("starting Ray and deploying local-echo (the gateway's own lifespan)")
+        algo_mem = await enter(Client(gateway.mcp))  # holds the lifespan: Ray stops when it closes
+        registry_file = Path(stack.enter_context(tempfile.TemporaryDirectory())) / "algorithms.yaml"
+        registry_file.write_text(yaml.safe_dump([spec.model_dump(mode="json")]))
+        note("starting the HTTP servers and the stdio subprocesses")
+        clients = {
+            "in-memory": (algo_mem, await enter(Client(bare))),
+            "stdio": (
+                await enter(stdio(str(Path(sys.executable).with_name("algo-mcp")), "serve",
+                                  "--transport", "stdio", LOG_LEVEL="WARNING",
+                                  RAY_ADDRESS=ray.get_runtime_context().gcs_address,
+                                  ALGO_MCP_REGISTRY=str(registry_file))),
+                await enter(stdio(sys.executable, str(BENCH / "_bare_echo.py"))),
+            ),
+            "HTTP": (await enter(Client(await enter(serving(gateway.http_app())))),
+                     await enter(Client(await enter(serving(bare.http_app(path="/mcp")))))),
+        }
+        for transport, (algo, base) in clients.items():
+            note(f"{transport}: algo-mcp vs bare FastMCP")
+            calls = {"bare": await checked(base, "echo"), "algo-mcp": await checked(algo, ECHO)}
+            stats = await compare(calls, sequential, n=CALLS, warmup=WARMUP)
+            ratio = stats["algo-mcp"].p50_ms / stats["bare"].p50_ms
+            rows.append([transport, "bare FastMCP", "1", *stats_cells(stats["bare"]), "", ""])
+            rows.append([transport, "algo-mcp", "1", *stats_cells(stats["algo-mcp"]),
+                         *ratio_cell(ratio, OVERHEAD_GOAL, at_most=True)])
+
+        few, many = (tools_only_gateway(settings, registry_of(spec, n)) for n in (FEW, MANY))
+        sized = {
+            "in-memory": (await enter(Client(few.mcp)), await enter(Client(many.mcp))),
+            "HTTP": (await enter(Client(await enter(serving(few.http_app())))),
+                     await enter(Client(await enter(serving(many.http_app()))))),
+        }
+        for transport, (small, big) in sized.items():
+            note(f"{transport}: algo-mcp with {MANY} algorithms vs {FEW}")
+            stats = await compare({"few": await checked(small, ECHO), "many": await checked(big, ECHO)},
+                                  sequential, n=CALLS, warmup=WARMUP)
+            ratio = stats["many"].p50_ms / stats["few"].p50_ms
+            rows.append([transport, "algo-mcp", str(FEW), *stats_cells(stats["few"]), "", ""])
+            rows.append([transport, "algo-mcp", str(MANY), *stats_cells(stats["many"]),
+                         *ratio_cell(ratio, REGISTRY_GOAL, at_most=True)])
+        note("shutting down")
+    print(f"\nGateway overhead: {CALLS} sequential `{ECHO}` calls per row after {WARMUP} warm-up, "
+          "one long-lived client; ratio = p50 / p50 of the row above.\n")
+    print_table(["transport", "server", "algorithms", "p50 ms", "p99 ms", "calls/s", "p50 ratio", "goal"],
+                rows)
+
+
+if __name__ == "__main__":
+    run(main)

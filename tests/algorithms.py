@@ -1,0 +1,43 @@
+"""Algorithms that exist only for the tests, registered with the ``@algorithm`` decorator."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+from engines import Algorithm, algorithm
+
+
+class SleepInput(BaseModel):
+    seconds: float = Field(ge=0, le=120)
+    marker: str | None = Field(None, description="file the replica writes 'started', then 'cancelled'")
+
+
+class SleepOutput(BaseModel):
+    slept: float
+
+
+@algorithm(name="test-sleep", kind="local", max_concurrency=1, max_queued=1, num_cpus=0.05)
+class Sleep(Algorithm):
+    """Sleep for a while; records a cancellation so tests can see it reached the replica."""
+
+    Input = SleepInput
+    Output = SleepOutput
+
+    async def predict(self, inp: SleepInput) -> SleepOutput:
+        if inp.marker:
+            Path(inp.marker).write_text("started")
+        try:
+            await asyncio.sleep(inp.seconds)
+        except asyncio.CancelledError:
+            if inp.marker:
+                Path(inp.marker).write_text("cancelled")
+            raise
+        return SleepOutput(slept=inp.seconds)
+
+
+@algorithm(name="test-timeout", kind="local", timeout_s=0.5, num_cpus=0.05)
+class SleepPastTimeout(Sleep):
+    """The same sleep, with a timeout shorter than the sleeps the tests ask for."""

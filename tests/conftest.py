@@ -1,0 +1,102 @@
+"""Real servers for the whole session: one local Ray with every algorithm deployed,
+the gateway on a loopback port (with a bearer token), and a fake sentiment API.
+
+Ray starts once (it takes ~15 s here); everything else joins it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import uvicorn
+import yaml
+
+os.environ.setdefault("FASTMCP_CHECK_FOR_UPDATES", "off")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+
+from engines.settings import Settings
+from mcp_server.app import Gateway, build_gateway
+from tests.fake_apis import SentimentAPI, serve_sentiment_api
+
+ROOT = Path(__file__).resolve().parents[1]
+TOKEN = "test-token-6f1d"
+SENTIMENT_KEY = "hf_secret_key_9c2e"
+START_DEADLINE_S = 300
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Running:
+    gateway: Gateway
+    url: str
+    token: str
+    ray_address: str
+    env: dict[str, str]
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+@pytest.fixture(scope="session")
+def sentiment_api() -> Iterator[SentimentAPI]:
+    with serve_sentiment_api(SENTIMENT_KEY) as api:
+        yield api
+
+
+@pytest.fixture(scope="session")
+def settings(tmp_path_factory: pytest.TempPathFactory, sentiment_api: SentimentAPI) -> Settings:
+    """The default registry plus the test algorithms (registered by decorator in tests.algorithms)."""
+    registry = tmp_path_factory.mktemp("registry") / "algorithms.yaml"
+    defaults = yaml.safe_load((ROOT / "algorithms.yaml").read_text())
+    registry.write_text(yaml.safe_dump({"modules": ["tests.algorithms"], "algorithms": defaults}))
+    return Settings(_env_file=None, algo_mcp_registry=registry, mcp_auth_token=TOKEN,
+                    sentiment_api_url=sentiment_api.url, sentiment_api_key=SENTIMENT_KEY)
+
+
+@pytest.fixture(scope="session")
+async def server(settings: Settings) -> AsyncIterator[Running]:
+    """The gateway over HTTP; its lifespan starts Ray, deploys, and shuts Ray down at the end."""
+    gateway = build_gateway(settings)
+    port = free_port()
+    config = uvicorn.Config(gateway.http_app(), host="127.0.0.1", port=port, log_level="warning")
+    http = uvicorn.Server(config)
+    task = asyncio.create_task(http.serve())
+    deadline = time.monotonic() + START_DEADLINE_S
+    while not http.started:
+        if task.done():
+            task.result()
+            raise RuntimeError("the gateway stopped during start-up")
+        assert time.monotonic() < deadline, "gateway did not start in time"
+        await asyncio.sleep(0.1)
+    import ray
+
+    address = ray.get_runtime_context().gcs_address
+    env = {**os.environ, "RAY_ADDRESS": address, "SENTIMENT_API_URL": settings.sentiment_api_url,
+           "SENTIMENT_API_KEY": SENTIMENT_KEY, "PYTHONPATH": str(ROOT)}
+    try:
+        yield Running(gateway, f"http://127.0.0.1:{port}", TOKEN, address, env)
+    finally:
+        http.should_exit = True
+        await task
+
+
+async def poll(predicate, timeout_s: float = 30.0, interval_s: float = 0.05):
+    """Wait until ``predicate()`` is truthy, failing after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while not (value := predicate()):
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(interval_s)
+    return value

@@ -1,0 +1,70 @@
+"""Small real HTTP servers that speak third-party APIs' protocols, on loopback only."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+@dataclass
+class SentimentAPI:
+    """The Hugging Face Inference API's text-classification shape.
+
+    Texts steer it: ``FLAKY`` answers 429 twice then succeeds, ``BROKEN``
+    answers 500 with the caller's key in the body (it must never leak).
+    """
+
+    key: str
+    url: str = ""
+    seen: list[dict] = field(default_factory=list)
+    flaky_left: int = 2
+
+
+def _handler(api: SentimentAPI) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def _answer(self, status: int, body: object) -> None:
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_POST(self) -> None:
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            auth = self.headers.get("Authorization", "")
+            api.seen.append({"body": body, "authorization": auth})
+            if auth != f"Bearer {api.key}":
+                return self._answer(401, {"error": "Invalid credentials in Authorization header"})
+            text = body.get("inputs", "")
+            if "FLAKY" in text and api.flaky_left > 0:
+                api.flaky_left -= 1
+                return self._answer(429, {"error": "rate limited"})
+            if "BROKEN" in text:
+                return self._answer(500, {"error": f"internal error for key {api.key}"})
+            positive = 0.97 if any(w in text.lower() for w in ("love", "great", "good")) else 0.08
+            return self._answer(200, [[{"label": "POSITIVE", "score": positive},
+                                       {"label": "NEGATIVE", "score": round(1 - positive, 2)}]])
+
+    return Handler
+
+
+@contextmanager
+def serve_sentiment_api(key: str) -> Iterator[SentimentAPI]:
+    api = SentimentAPI(key=key)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(api))
+    api.url = f"http://127.0.0.1:{server.server_address[1]}/models/sentiment"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield api
+    finally:
+        server.shutdown()
+        server.server_close()

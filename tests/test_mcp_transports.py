@@ -1,0 +1,113 @@
+"""The same tools over streamable HTTP, SSE and stdio, with real SDK clients."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import sys
+from asyncio.subprocess import PIPE
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import Running
+from tests.mcp_clients import ROOT, http_session, mcp_json_server, sse_session, stdio_session
+
+DEFAULT_TOOLS = {"local-echo", "text-embedding", "external-sentiment"}
+
+
+async def test_http_lists_one_tool_per_algorithm_with_schemas(server: Running):
+    async with http_session(server.url, server.auth) as session:
+        tools = {t.name: t for t in (await session.list_tools()).tools}
+    assert DEFAULT_TOOLS | {"test-sleep", "test-timeout"} == set(tools)
+    embed = tools["text-embedding"]
+    texts = embed.input_schema["properties"]["texts"]
+    assert (texts["minItems"], texts["maxItems"], texts["items"]["maxLength"]) == (1, 64, 8000)
+    assert texts["description"] and texts["examples"]
+    assert embed.output_schema["properties"]["embeddings"]["description"]
+    assert embed.annotations.read_only_hint and not embed.annotations.open_world_hint
+    assert tools["external-sentiment"].annotations.open_world_hint
+    assert "Hugging Face" in tools["external-sentiment"].description
+
+
+async def test_http_call_returns_structured_content(server: Running):
+    async with http_session(server.url, server.auth) as session:
+        result = await session.call_tool("local-echo", {"text": "héllo"})
+    assert not result.is_error
+    assert result.structured_content == {"text": "héllo"}
+    assert json.loads(result.content[0].text) == {"text": "héllo"}
+
+
+async def test_sse_serves_the_same_tools(server: Running):
+    async with sse_session(server.url, server.auth) as session:
+        result = await session.call_tool("local-echo", {"text": "over sse"})
+        names = {t.name for t in (await session.list_tools()).tools}
+    assert result.structured_content == {"text": "over sse"}
+    assert names >= DEFAULT_TOOLS
+
+
+@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong"}, {"Authorization": "test-token-6f1d"}])
+@pytest.mark.parametrize("path", ["/mcp", "/sse", "/invoke/local-echo", "/docs"])
+async def test_network_transports_require_the_token(server: Running, path: str, headers: dict):
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        method = http.get if path in ("/sse", "/docs") else http.post
+        response = await method(path, headers=headers, **({} if method == http.get else {"json": {}}))
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"].startswith("Bearer")
+    assert response.json()["error"]["type"] == "unauthorized"
+
+
+async def test_mcp_client_with_a_wrong_token_cannot_connect(server: Running):
+    connected = False
+    with pytest.raises(BaseException):  # noqa: B017 - the SDK wraps the 401 in transport errors
+        async with http_session(server.url, {"Authorization": "Bearer wrong"}):
+            connected = True
+    assert not connected
+
+
+async def test_healthz_is_open_and_reports_every_algorithm(server: Running):
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        response = await http.get("/healthz")
+    body = response.json()
+    assert response.status_code == 200 and body["status"] == "ok"
+    assert {a: s["status"] for a, s in body["algorithms"].items() if a in DEFAULT_TOOLS} == \
+        dict.fromkeys(DEFAULT_TOOLS, "RUNNING")
+
+
+async def test_stdio_from_mcp_json_joins_the_cluster_and_keeps_stdout_clean(server: Running):
+    command, args, extra_env = mcp_json_server()
+    if not (ROOT / command).exists():  # mcp.json points at the README's .venv
+        command = str(Path(sys.executable).parent / "algo-mcp")
+    env = {**server.env, **extra_env}
+    async with stdio_session(command, args, env) as session:
+        names = {t.name for t in (await session.list_tools()).tools}
+        result = await session.call_tool("local-echo", {"text": "from claude desktop"})
+        bad = await session.call_tool("text-embedding", {"texts": []})
+    assert names == DEFAULT_TOOLS  # the default registry, not the tests'
+    assert result.structured_content == {"text": "from claude desktop"}
+    assert bad.is_error and bad.content[0].text == "texts: at least 1 item (got 0)"
+
+
+INSPECTOR = "@modelcontextprotocol/inspector@2.12.0"
+
+
+@pytest.mark.skipif(shutil.which("npx") is None, reason="the MCP Inspector needs Node.js (npx)")
+async def test_the_inspector_cli_lists_and_calls_tools(server: Running, tmp_path: Path):
+    base = ["npx", "--yes", INSPECTOR, "--cli", f"{server.url}/mcp", "--transport", "http",
+            "--header", f"Authorization: Bearer {server.token}"]
+    env = {**os.environ, "npm_config_update_notifier": "false"}
+
+    async def inspector(*args: str) -> dict:  # async: the gateway shares this event loop
+        proc = await asyncio.create_subprocess_exec(*base, *args, cwd=tmp_path, env=env,
+                                                    stdout=PIPE, stderr=PIPE)
+        out, err = await asyncio.wait_for(proc.communicate(), timeout=240)
+        assert proc.returncode == 0, err.decode()[-2000:]
+        return json.loads(out)
+
+    listed = await inspector("--method", "tools/list")
+    assert {t["name"] for t in listed["tools"]} >= DEFAULT_TOOLS
+    called = await inspector("--method", "tools/call", "--tool-name", "local-echo", "--tool-arg", "text=inspected")
+    assert called["structuredContent"] == {"text": "inspected"} and not called["isError"]

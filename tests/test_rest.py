@@ -1,0 +1,55 @@
+"""The seed Ray Service's REST API beside the MCP endpoints."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from tests.conftest import Running
+
+
+@pytest.fixture
+async def rest(server: Running):
+    async with httpx.AsyncClient(base_url=server.url, headers=server.auth, timeout=60) as http:
+        yield http
+
+
+async def test_invoke_runs_the_algorithm(rest: httpx.AsyncClient):
+    response = await rest.post("/invoke/local-echo", json={"text": "rest"})
+    assert response.status_code == 200
+    assert response.json() == {"text": "rest"}
+
+
+async def test_unknown_algorithm_is_404_listing_the_names(rest: httpx.AsyncClient):
+    response = await rest.post("/invoke/nope", json={})
+    assert response.status_code == 404
+    error = response.json()["error"]
+    assert error["type"] == "unknown_algorithm"
+    assert {"local-echo", "text-embedding", "external-sentiment"} <= set(error["known"])
+
+
+@pytest.mark.parametrize(("body", "problem"), [
+    ({"texts": []}, "texts: at least 1 item (got 0)"),
+    ({"texts": ["a"] * 65}, "texts: at most 64 items (got 65)"),
+    ({"texts": [3]}, "texts[0]: input should be a valid string (got int 3)"),
+    ({}, "texts: required"),
+    ({"texts": ["ok"], "extra": 1}, "extra: unknown field"),
+])
+async def test_bad_bodies_get_the_same_wording_as_mcp(rest: httpx.AsyncClient, body: dict, problem: str):
+    response = await rest.post("/invoke/text-embedding", json=body)
+    assert response.status_code == 422
+    assert response.json()["error"]["problems"] == [problem]
+
+
+async def test_malformed_json_is_a_422_not_a_crash(rest: httpx.AsyncClient):
+    response = await rest.post("/invoke/local-echo", content=b"{not json",
+                               headers={"Content-Type": "application/json"})
+    assert response.status_code == 422
+    assert response.json()["error"]["type"] == "validation_failed"
+
+
+async def test_openapi_documents_each_algorithm_body(rest: httpx.AsyncClient):
+    spec = (await rest.get("/openapi.json")).json()
+    assert "/invoke/text-embedding" in spec["paths"]
+    assert "EmbeddingInput" in spec["components"]["schemas"]
+    assert (await rest.get("/docs")).status_code == 200
