@@ -23,6 +23,7 @@ class Settings(BaseSettings):
     mcp_auth_token: SecretStr | None = Field(
         None, description="when set, /mcp, /sse and the REST API require this bearer token"
     )
+    max_request_bytes: int = Field(16 * 1024 * 1024, ge=1024, description="larger HTTP bodies get 413")
     log_level: str = "INFO"
 
     # registry and compute

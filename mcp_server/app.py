@@ -20,9 +20,11 @@ from engines.client import AlgorithmClient
 from engines.registry import Registry
 from engines.settings import Settings, get_settings
 from mcp_server.auth import BearerAuth
+from mcp_server.body_limit import BodyLimit
 from mcp_server.rest import rest_app
 from mcp_server.tools import algorithm_tools
 
+TOOL_LIST_TTL_S = 300
 INSTRUCTIONS = ("Each tool runs one registered algorithm on Ray Serve. Arguments are checked "
                 "against the tool's schema; a 'busy' error says after how many seconds to retry.")
 
@@ -37,7 +39,9 @@ class Gateway:
     def http_app(self) -> Starlette:
         """Streamable HTTP at ``/mcp``, SSE at ``/sse``, REST beside them; one token guards all."""
         token = self.settings.mcp_auth_token
-        middleware = [Middleware(BearerAuth, token=token.get_secret_value())] if token else []
+        middleware = [Middleware(BodyLimit, max_bytes=self.settings.max_request_bytes)]
+        if token:
+            middleware.append(Middleware(BearerAuth, token=token.get_secret_value()))
         app = self.mcp.http_app(path="/mcp", middleware=middleware)
         sse = self.mcp.http_app(transport="sse", path="/sse")
         app.router.routes.extend(r for r in sse.routes if getattr(r, "path", None) in ("/sse", "/messages"))
@@ -59,8 +63,12 @@ def build_gateway(settings: Settings | None = None, registry: Registry | None = 
         finally:
             cluster.disconnect(conn)
 
+    # The tool list is fixed for a server's life, so modern-era clients may cache it
+    # (SEP-2549) instead of re-listing per session. The hint also covers
+    # resources/read: a resource that changes must set its own ttl.
     mcp = FastMCP("algo-mcp", instructions=INSTRUCTIONS, lifespan=on_ray,
-                  providers=[algorithm_tools(client)], mask_error_details=True)
+                  providers=[algorithm_tools(client)], mask_error_details=True,
+                  cache_ttl=TOOL_LIST_TTL_S, cache_scope="private")
     return Gateway(settings, registry, client, mcp)
 
 

@@ -111,3 +111,20 @@ async def test_the_inspector_cli_lists_and_calls_tools(server: Running, tmp_path
     assert {t["name"] for t in listed["tools"]} >= DEFAULT_TOOLS
     called = await inspector("--method", "tools/call", "--tool-name", "local-echo", "--tool-arg", "text=inspected")
     assert called["structuredContent"] == {"text": "inspected"} and not called["isError"]
+
+
+@pytest.mark.parametrize(("arguments", "problem"), [
+    ({"texts": []}, "texts: at least 1 item (got 0)"),
+    ({"texts": ["a"] * 65}, "texts: at most 64 items (got 65)"),
+    ({"texts": ["ok", 7]}, "texts[1]: input should be a valid string (got int 7)"),
+    ({"texts": "cat"}, "texts: input should be a valid list (got 'cat')"),
+    ({"texts": ["x" * 2_000_000]}, "texts[0]: at most 8000 characters (got 2000000)"),
+    ({}, "texts: required"),
+])
+async def test_bad_arguments_are_tool_errors_naming_field_and_rule(server: Running, arguments: dict, problem: str):
+    async with http_session(server.url, server.auth) as session:
+        result = await session.call_tool("text-embedding", arguments)
+    assert result.is_error
+    assert result.content[0].text == problem
+    assert result.structured_content["error"] == {"type": "validation_failed", "message": problem,
+                                                  "problems": [problem]}

@@ -53,3 +53,18 @@ async def test_openapi_documents_each_algorithm_body(rest: httpx.AsyncClient):
     assert "/invoke/text-embedding" in spec["paths"]
     assert "EmbeddingInput" in spec["components"]["schemas"]
     assert (await rest.get("/docs")).status_code == 200
+
+
+async def test_a_huge_body_is_refused_before_it_is_buffered(rest: httpx.AsyncClient, server: Running):
+    limit = server.gateway.settings.max_request_bytes
+    response = await rest.post("/invoke/local-echo", content=b"x" * (limit + 1),
+                               headers={"Content-Type": "application/json"})
+    assert response.status_code == 413
+    assert response.json()["error"]["message"].startswith("request body: larger than")
+
+    async def chunks():
+        for _ in range(limit // 65536 + 2):
+            yield b"x" * 65536
+
+    chunked = await rest.post("/mcp", content=chunks(), headers={"Content-Type": "application/json"})
+    assert chunked.status_code == 413

@@ -1,0 +1,72 @@
+"""Dynamic batching: ``text-embedding`` (MiniLM) with 32 concurrent callers, batching on vs off.
+
+Both variants are the registry's ``text-embedding`` entry with only the name,
+``batch`` and CPUs changed, deployed side by side and measured one after the
+other (alternating rounds) through ``engines.client.AlgorithmClient``, the
+path every gateway call takes. Goal: calls/s(batched) / calls/s(unbatched) ≥ 4.
+
+Run from the repo root: ``python bench/bench_batching.py``.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+from _common import Call, compare, concurrent, note, print_table, ratio_cell, run, stats_cells
+
+from engines import cluster, deploy
+from engines.client import AlgorithmClient
+from engines.registry import AlgorithmSpec, BatchSpec, Registry
+from engines.settings import Settings
+
+SOURCE = "text-embedding"
+BATCH = BatchSpec(max_batch_size=32, batch_wait_timeout_s=0.005)
+CALLERS, CALLS_PER_CALLER, WARMUP_PER_CALLER = 32, 20, 2
+THROUGHPUT_GOAL = 4.0
+
+
+def variant(spec: AlgorithmSpec, name: str, batch: BatchSpec | None) -> AlgorithmSpec:
+    # 1 CPU each: both fit the 2-CPU machine, and Ray gives each replica one torch thread.
+    return spec.model_copy(update={"name": name, "batch": batch, "max_concurrency": 64, "num_workers": 1,
+                                   "num_cpus": 1, "num_gpus": 0})
+
+
+def embed_call(client: AlgorithmClient, name: str) -> Call:
+    """One short, distinct text per call."""
+    counter = itertools.count()
+    return lambda: client.invoke(name, {"texts": [f"short sentence number {next(counter)} about cats"]})
+
+
+async def main() -> None:
+    settings = Settings(log_level="WARNING")
+    spec = Registry.load(settings.algo_mcp_registry).get(SOURCE).spec
+    variants = {"unbatched": variant(spec, f"{SOURCE}-unbatched", None),
+                "batched": variant(spec, f"{SOURCE}-batched", BATCH)}
+    registry = Registry.from_specs([(f"bench variant {s.name}", s) for s in variants.values()])
+    note("starting Ray")
+    conn = cluster.connect(settings)
+    try:
+        note(f"deploying {', '.join(registry.names())}")
+        await deploy.deploy_all(registry, settings)
+        client = AlgorithmClient(registry)
+        calls = {label: embed_call(client, s.name) for label, s in variants.items()}
+        note(f"{CALLERS} callers x {CALLS_PER_CALLER} calls per variant")
+        stats = await compare(calls, concurrent(CALLERS), n=CALLS_PER_CALLER, warmup=WARMUP_PER_CALLER,
+                              rounds=2)
+    finally:
+        note("shutting down Ray")
+        cluster.disconnect(conn)
+    ratio = stats["batched"].calls_per_s / stats["unbatched"].calls_per_s
+    print(f"\nBatching: `{SOURCE}` (all-MiniLM-L6-v2, 1 CPU replica), {CALLERS} concurrent callers x "
+          f"{CALLS_PER_CALLER} calls of 1 short text each, via AlgorithmClient; ratio = calls/s "
+          "batched / unbatched.\n")
+    batch = f"max {BATCH.max_batch_size}, wait {BATCH.batch_wait_timeout_s * 1e3:g} ms"
+    rows = [["unbatched", "off", *stats_cells(stats["unbatched"]), "", ""],
+            ["batched", batch, *stats_cells(stats["batched"]),
+             *ratio_cell(ratio, THROUGHPUT_GOAL, at_most=False)]]
+    print_table(["variant", "batch", "p50 ms", "p99 ms", "calls/s", "throughput ratio", "goal"],
+                rows)
+
+
+if __name__ == "__main__":
+    run(main)
