@@ -49,19 +49,24 @@ def connect(settings: Settings) -> Connection:
     conn = Connection(initialized_here=not ray.is_initialized(),
                       started_cluster=not ray.is_initialized() and not settings.ray_address)
     if conn.initialized_here:
-        ray.init(address=settings.ray_address, include_dashboard=False, log_to_driver=False,
+        # "local" always starts a fresh cluster, never a stale one ``ray start`` left behind.
+        ray.init(address=settings.ray_address or "local", include_dashboard=False, log_to_driver=False,
                  logging_level=logging.WARNING, configure_logging=False)
         log.info("ray: %s", "started a local cluster" if conn.started_cluster else "joined the cluster")
     serve.start(proxy_location="Disabled")
     return conn
 
 
-def disconnect(conn: Connection) -> None:
-    """Stop what we started; on a shared cluster leave the deployments to other gateways."""
+async def disconnect(conn: Connection) -> None:
+    """Stop what we started; on a shared cluster leave the deployments to other gateways.
+
+    Async because Serve's router runs in the caller's loop (throughput mode) and
+    must be shut down from inside it.
+    """
     import ray
     from ray import serve
 
     if conn.started_cluster:
-        serve.shutdown()
+        await serve.shutdown_async()
     if conn.initialized_here:
         ray.shutdown()

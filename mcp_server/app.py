@@ -61,7 +61,7 @@ def build_gateway(settings: Settings | None = None, registry: Registry | None = 
             await deploy.deploy_all(registry, settings)
             yield {}
         finally:
-            cluster.disconnect(conn)
+            await cluster.disconnect(conn)
 
     # The tool list is fixed for a server's life, so modern-era clients may cache it
     # (SEP-2549) instead of re-listing per session. The hint also covers
