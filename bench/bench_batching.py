@@ -13,10 +13,13 @@ from __future__ import annotations
 import itertools
 
 from _common import Call, compare, concurrent, note, print_table, ratio_cell, run, stats_cells
+from ray import serve
 
-from engines import cluster, deploy
+from engines import cluster
 from engines.client import AlgorithmClient
+from engines.deploy import deployment_options
 from engines.registry import AlgorithmSpec, BatchSpec, Registry
+from engines.replica import AlgorithmReplica
 from engines.settings import Settings
 
 SOURCE = "text-embedding"
@@ -29,6 +32,12 @@ def variant(spec: AlgorithmSpec, name: str, batch: BatchSpec | None) -> Algorith
     # 1 CPU each: both fit the 2-CPU machine, and Ray gives each replica one torch thread.
     return spec.model_copy(update={"name": name, "batch": batch, "max_concurrency": 64, "num_workers": 1,
                                    "num_cpus": 1, "num_gpus": 0})
+
+
+def deploy(registry: Registry, settings: Settings) -> None:
+    """The replicas ``engines.deploy`` would run for these entries, without the rest of a gateway."""
+    serve.run_many([serve.RunTarget(name=e.name, route_prefix=None, target=AlgorithmReplica.options(
+        **deployment_options(e, settings)).bind(e.spec.target, e.spec.batch, "bench")) for e in registry])
 
 
 def embed_call(client: AlgorithmClient, name: str) -> Call:
@@ -47,7 +56,7 @@ async def main() -> None:
     conn = cluster.connect(settings)
     try:
         note(f"deploying {', '.join(registry.names())}")
-        await deploy.deploy_all(registry, settings)
+        deploy(registry, settings)
         client = AlgorithmClient(registry)
         calls = {label: embed_call(client, s.name) for label, s in variants.items()}
         note(f"{CALLERS} callers x {CALLS_PER_CALLER} calls per variant")
@@ -55,7 +64,7 @@ async def main() -> None:
                               rounds=2)
     finally:
         note("shutting down Ray")
-        cluster.disconnect(conn)
+        await cluster.disconnect(conn)
     ratio = stats["batched"].calls_per_s / stats["unbatched"].calls_per_s
     print(f"\nBatching: `{SOURCE}` (all-MiniLM-L6-v2, 1 CPU replica), {CALLERS} concurrent callers x "
           f"{CALLS_PER_CALLER} calls of 1 short text each, via AlgorithmClient; ratio = calls/s "

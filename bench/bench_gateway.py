@@ -11,6 +11,7 @@ Run from the repo root: ``python bench/bench_gateway.py``.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import sys
 import tempfile
@@ -27,11 +28,10 @@ from fastmcp import Client, FastMCP
 from fastmcp.client.transports import StdioTransport
 from starlette.applications import Starlette
 
-from engines.client import AlgorithmClient
 from engines.registry import AlgorithmSpec, Registry
 from engines.settings import Settings
-from mcp_server.app import INSTRUCTIONS, Gateway, build_gateway
-from mcp_server.tools import algorithm_tools
+from mcp_server.app import Gateway, build_gateway
+from mcp_server.tools import ToolTable
 
 BENCH = Path(__file__).resolve().parent
 ECHO = "local-echo"
@@ -47,16 +47,16 @@ def registry_of(spec: AlgorithmSpec, size: int) -> Registry:
     return Registry.from_specs([(f"bench entry {s.name}", s) for s in [spec, *aliases]])
 
 
-def tools_only_gateway(settings: Settings, registry: Registry) -> Gateway:
-    """The gateway's tools and routes, built like ``build_gateway`` but without its lifespan.
+def tools_only(gateway: Gateway) -> Gateway:
+    """``gateway`` served by a FastMCP server with its algorithm tools but without its lifespan.
 
-    That lifespan would deploy every entry; here only ``local-echo`` runs (deployed
-    by the main gateway) and handles are made lazily by name.
+    That lifespan would deploy every entry; here only ``local-echo`` runs (the main
+    gateway deployed it) and the tools make their Serve handles lazily, by name.
     """
-    client = AlgorithmClient(registry)
-    mcp = FastMCP("algo-mcp", instructions=INSTRUCTIONS, providers=[algorithm_tools(client)],
+    tables = [p for p in gateway.mcp.providers if isinstance(p, ToolTable)]
+    mcp = FastMCP(gateway.mcp.name, instructions=gateway.mcp.instructions, providers=tables,
                   mask_error_details=True)
-    return Gateway(settings, registry, client, mcp)
+    return dataclasses.replace(gateway, mcp=mcp)
 
 
 @asynccontextmanager
@@ -94,17 +94,18 @@ async def checked(client: Client, tool: str) -> Call:
 
 
 async def main() -> None:
-    settings = Settings(log_level="WARNING")
-    spec = Registry.load(settings.algo_mcp_registry).get(ECHO).spec
-    gateway = build_gateway(settings, registry_of(spec, 1))
-    bare = bare_server()
     rows: list[list[str]] = []
     async with AsyncExitStack() as stack:
         enter = stack.enter_async_context
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="algo-mcp-bench-")))
+        os.environ["DATA_DIR"] = str(tmp / "gateway")  # each gateway process keeps its own state
+        settings = Settings(log_level="WARNING")
+        spec = Registry.load(settings.algo_mcp_registry).get(ECHO).spec
+        registry_file = tmp / "algorithms.yaml"
+        registry_file.write_text(yaml.safe_dump([spec.model_dump(mode="json")]))
+        gateway, bare = build_gateway(settings, registry_of(spec, 1)), bare_server()
         note("starting Ray and deploying local-echo (the gateway's own lifespan)")
         algo_mem = await enter(Client(gateway.mcp))  # holds the lifespan: Ray stops when it closes
-        registry_file = Path(stack.enter_context(tempfile.TemporaryDirectory())) / "algorithms.yaml"
-        registry_file.write_text(yaml.safe_dump([spec.model_dump(mode="json")]))
         note("starting the HTTP servers and the stdio subprocesses")
         algo_url = await enter(serving(gateway.http_app()))
         bare_url = await enter(serving(bare.http_app(path="/mcp")))
@@ -114,7 +115,7 @@ async def main() -> None:
                 await enter(stdio(str(Path(sys.executable).with_name("algo-mcp")), "serve",
                                   "--transport", "stdio", LOG_LEVEL="WARNING",
                                   RAY_ADDRESS=ray.get_runtime_context().gcs_address,
-                                  ALGO_MCP_REGISTRY=str(registry_file))),
+                                  ALGO_MCP_REGISTRY=str(registry_file), DATA_DIR=str(tmp / "stdio"))),
                 await enter(stdio(sys.executable, str(BENCH / "_bare_echo.py"))),
             ),
             "HTTP": (await enter(Client(algo_url)), await enter(Client(bare_url))),
@@ -134,7 +135,7 @@ async def main() -> None:
             if "handle" in stats:
                 rows.append(["none", "AlgorithmClient.invoke", "1", *stats_cells(stats["handle"]), "", ""])
 
-        few, many = (tools_only_gateway(settings, registry_of(spec, n)) for n in (FEW, MANY))
+        few, many = (tools_only(build_gateway(settings, registry_of(spec, n))) for n in (FEW, MANY))
         few_url, many_url = await enter(serving(few.http_app())), await enter(serving(many.http_app()))
         sized = {
             "in-memory": (await enter(Client(few.mcp)), await enter(Client(many.mcp))),

@@ -13,6 +13,8 @@ from typing import ClassVar
 
 from pydantic import BaseModel
 
+from engines import progress
+
 
 class Algorithm:
     """Base class for every algorithm, local or external."""
@@ -36,6 +38,11 @@ class Algorithm:
 
     async def predict_batch(self, inputs: list[BaseModel]) -> list[BaseModel]:
         return list(await asyncio.gather(*(self.predict(i) for i in inputs)))
+
+    @staticmethod
+    async def report_progress(fraction: float, message: str | None = None) -> bool:
+        """Tell a queued task's caller how far along it is; False means it was cancelled: stop."""
+        return await progress.report_progress(fraction, message)
 
     @classmethod
     def overrides_predict(cls) -> bool:

@@ -19,6 +19,7 @@ from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
 from ray.serve.handle import DeploymentHandle
 
 from engines.errors import AlgoError, Busy, TimedOut, Unavailable
+from engines.progress import TaskQueueConfig
 from engines.registry import Entry, Registry
 from engines.validation import validate_input
 
@@ -51,14 +52,20 @@ class AlgorithmClient:
         entry, inp = self.validate(name, arguments)
         return await self.call(entry, inp)
 
-    async def call(self, entry: Entry, inp: BaseModel) -> dict[str, Any]:
+    async def call(self, entry: Entry, inp: BaseModel,
+                   task: tuple[TaskQueueConfig, str] | None = None) -> dict[str, Any]:
         """Run an already validated input, honouring the entry's timeout.
 
         If the caller is cancelled (the MCP client cancelled, the HTTP client
-        went away) the Serve request is cancelled too, so the replica stops work.
+        went away, the task was cancelled) the Serve request is cancelled too,
+        so the replica stops work. ``task`` lets the algorithm report progress.
         """
-        name, timeout_s = entry.name, entry.spec.timeout_s
-        response = self.handle(name).remote(inp)
+        return await self.call_deployment(entry.name, inp, entry.spec.timeout_s, task)
+
+    async def call_deployment(self, name: str, inp: BaseModel | dict[str, Any], timeout_s: float,
+                              task: tuple[TaskQueueConfig, str] | None = None) -> dict[str, Any]:
+        """Call a deployment by name; a dict input is validated by the replica (the task worker's way)."""
+        response = self.handle(name).remote(inp, task)
         loop = asyncio.get_running_loop()
         started = loop.time()
         try:

@@ -17,17 +17,21 @@ from typing import Any
 
 import ray
 from ray import serve
+from ray.serve import Application
 from ray.serve.api import RunTarget, _run_many
 
 from engines.errors import NotConfigured, Unavailable
 from engines.external import ExternalAPI
+from engines.progress import TaskQueueConfig
 from engines.registry import Entry, Registry
 from engines.replica import AlgorithmReplica
 from engines.settings import Settings
+from engines.task_worker import TaskWorker
 
 log = logging.getLogger(__name__)
 
 DEPLOY_TIMEOUT_S = 300.0
+TASK_WORKER_APP = "algo-mcp-task-worker"
 _POLL_S = 0.2
 
 
@@ -57,13 +61,6 @@ def deployment_options(entry: Entry, settings: Settings) -> dict[str, Any]:
     }
 
 
-def fingerprint(entry: Entry, settings: Settings) -> str:
-    """A digest of everything a deployment is built from (secrets included, only hashed)."""
-    blob = json.dumps([entry.spec.model_dump(mode="json"), deployment_options(entry, settings)],
-                      sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
 def check_resources(registry: Registry) -> None:
     """Fail fast where Serve would wait forever in DEPLOYING for resources that do not exist."""
     total = ray.cluster_resources()
@@ -86,6 +83,7 @@ def _app_status(name: str) -> tuple[str, str]:
 
 
 async def _running_fingerprint(name: str) -> str | None:
+    """What a running application was deployed from (a digest; secrets only ever hashed)."""
     status, _ = _app_status(name)
     if status != "RUNNING":
         return None
@@ -108,18 +106,40 @@ async def _wait_running(name: str, deadline: float) -> None:
         await asyncio.sleep(_POLL_S)
 
 
-async def deploy_all(registry: Registry, settings: Settings) -> None:
-    """Deploy every entry that is not already running as declared, then wait for all."""
+def _digest(*parts: Any) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _algorithm_app(entry: Entry, settings: Settings) -> tuple[str, Application]:
+    options = deployment_options(entry, settings)
+    fp = _digest(entry.spec.model_dump(mode="json"), options)
+    return fp, AlgorithmReplica.options(**options).bind(entry.spec.target, entry.spec.batch, fp)
+
+
+def _task_worker_app(settings: Settings, queue: TaskQueueConfig) -> tuple[str, Application]:
+    """The worker knows no registry (it calls deployments by name), so gateways with different
+    registries can share it."""
+    secret = settings.callback_secret.get_secret_value() if settings.callback_secret else None
+    args = (queue, settings.task_worker_concurrency, settings.heartbeat_interval_seconds,
+            settings.heartbeat_ttl_seconds, settings.task_visibility_timeout_seconds, secret)
+    env = {"FETCH_ALLOWLIST": settings.fetch_allowlist or ""}
+    fp = _digest(args, env, settings.task_workers)
+    options = {"name": TASK_WORKER_APP, "num_replicas": settings.task_workers,
+               "ray_actor_options": {"num_cpus": 0.1, "runtime_env": {"env_vars": env}}}
+    return fp, TaskWorker.options(**options).bind(*args, fingerprint=fp)
+
+
+async def deploy_all(registry: Registry, settings: Settings, queue: TaskQueueConfig) -> None:
+    """Deploy every algorithm and the task worker unless already running as declared; wait for all."""
     check_resources(registry)
+    planned = [(entry.name, *_algorithm_app(entry, settings)) for entry in registry]
+    planned.append((TASK_WORKER_APP, *_task_worker_app(settings, queue)))
     targets = []
-    for entry in registry:
-        fp = fingerprint(entry, settings)
-        if await _running_fingerprint(entry.name) == fp:
-            log.info("%s: already running as declared, reused", entry.name)
+    for name, fp, app in planned:
+        if await _running_fingerprint(name) == fp:
+            log.info("%s: already running as declared, reused", name)
             continue
-        app = AlgorithmReplica.options(**deployment_options(entry, settings)).bind(
-            entry.spec.target, entry.spec.batch, fp)
-        targets.append(RunTarget(target=app, name=entry.name, route_prefix=None))
+        targets.append(RunTarget(target=app, name=name, route_prefix=None))
     if not targets:
         return
     # One controller round trip for all applications; we wait for them ourselves.
@@ -130,10 +150,10 @@ async def deploy_all(registry: Registry, settings: Settings) -> None:
 
 
 def readiness(registry: Registry) -> dict[str, dict[str, str]]:
-    """Per-algorithm Serve status for ``/healthz``."""
+    """Per-algorithm (and task worker) Serve status for ``/healthz``."""
     apps = serve.status().applications
     out = {}
-    for name in registry.names():
+    for name in [*registry.names(), TASK_WORKER_APP]:
         app = apps.get(name)
         out[name] = {"status": app.status.value if app else "NOT_STARTED",
                      "message": app.message if app else ""}

@@ -55,9 +55,6 @@ class AlgorithmSpec(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> AlgorithmSpec:
-        if self.mode != "sync":
-            raise ValueError(f"mode: {self.mode!r} needs the task queue, which this version lacks; "
-                             "use 'sync'")
         if self.kind == "external" and self.num_gpus:
             raise ValueError("num_gpus: external algorithms run no model, so no GPU (got "
                              f"{self.num_gpus:g})")

@@ -10,6 +10,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
+from platformdirs import user_data_dir
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -40,6 +41,19 @@ class Settings(BaseSettings):
     redis_url: str | None = None
     heartbeat_interval_seconds: float = Field(10, gt=0)
     heartbeat_ttl_seconds: float = Field(30, gt=0)
+
+    # long jobs
+    data_dir: Path = Field(default_factory=lambda: Path(user_data_dir("algo-mcp")),
+                           description="embedded Redis data (and the local object store) live here")
+    task_key_prefix: str = Field("algo_mcp", description="Redis key prefix; the seed used ray_service")
+    task_ttl_seconds: int = Field(7 * 24 * 3600, ge=1, description="finished tasks expire after this")
+    task_workers: int = Field(1, ge=1, description="task worker replicas")
+    task_worker_concurrency: int = Field(256, ge=1, description="tasks one worker runs at a time")
+    task_max_attempts: int = Field(3, ge=1, description="deliveries before a task whose worker died fails")
+    task_visibility_timeout_seconds: float = Field(30, gt=0, description="a silent worker's task is redelivered")
+    sync_budget_s: float = Field(20, gt=0, le=50, description="mode auto: answer inline if done within this")
+    callback_secret: SecretStr | None = Field(None, description="HMAC-SHA256 key for callback signatures")
+    fetch_allowlist: str | None = Field(None, description="hosts, IPs or CIDRs outbound fetches may reach")
 
     # external APIs: keys are secrets and never logged
     sentiment_api_url: str | None = None

@@ -56,7 +56,8 @@ def _rule(err: ErrorDetails) -> str:
             op = {"greater_than_equal": ">=", "greater_than": ">",
                   "less_than_equal": "<=", "less_than": "<"}[kind]
             bound = next(iter(ctx.values()))
-            return f"must be {op} {bound} (got {value!r})"
+            return f"must be {op} {bound:g} (got {value!r})" if isinstance(bound, float) else \
+                f"must be {op} {bound} (got {value!r})"
         case "literal_error":
             return f"must be one of {ctx['expected']} (got {_seen(value)})"
         case "string_pattern_mismatch":

@@ -6,6 +6,8 @@ object works under ``algo-mcp serve``, ``fastmcp run``/``dev`` and in tests.
 
 from __future__ import annotations
 
+import os
+import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -19,14 +21,16 @@ from engines import cluster, deploy
 from engines.client import AlgorithmClient
 from engines.registry import Registry
 from engines.settings import Settings, get_settings
+from engines.task_queue import TaskQueue
 from mcp_server.auth import BearerAuth
 from mcp_server.body_limit import BodyLimit
 from mcp_server.rest import rest_app
+from mcp_server.task_tools import add_task_tools
 from mcp_server.tools import algorithm_tools
 
-TOOL_LIST_TTL_S = 300
-INSTRUCTIONS = ("Each tool runs one registered algorithm on Ray Serve. Arguments are checked "
-                "against the tool's schema; a 'busy' error says after how many seconds to retry.")
+INSTRUCTIONS = ("Each algorithm tool runs one registered algorithm on Ray Serve. Arguments are checked "
+                "against the tool's schema; a 'busy' error says after how many seconds to retry. Long "
+                "jobs answer at once with a task_id: follow them with wait_task (or read task://<id>).")
 
 
 @dataclass
@@ -34,6 +38,7 @@ class Gateway:
     settings: Settings
     registry: Registry
     client: AlgorithmClient
+    queue: TaskQueue
     mcp: FastMCP
 
     def http_app(self) -> Starlette:
@@ -45,7 +50,7 @@ class Gateway:
         app = self.mcp.http_app(path="/mcp", middleware=middleware)
         sse = self.mcp.http_app(transport="sse", path="/sse")
         app.router.routes.extend(r for r in sse.routes if getattr(r, "path", None) in ("/sse", "/messages"))
-        app.router.routes.append(Mount("/", app=rest_app(self.client)))
+        app.router.routes.append(Mount("/", app=rest_app(self.queue)))
         return app
 
 
@@ -53,23 +58,22 @@ def build_gateway(settings: Settings | None = None, registry: Registry | None = 
     settings = settings or get_settings()
     registry = registry if registry is not None else Registry.load(settings.algo_mcp_registry)
     client = AlgorithmClient(registry)
+    queue = TaskQueue(settings, client)
 
     @asynccontextmanager
     async def on_ray(server: FastMCP) -> AsyncIterator[dict]:
         conn = cluster.connect(settings)
         try:
-            await deploy.deploy_all(registry, settings)
-            yield {}
+            async with queue.running(worker_id=f"gateway:{socket.gethostname()}:{os.getpid()}"):
+                await deploy.deploy_all(registry, settings, queue.config)
+                yield {}
         finally:
             await cluster.disconnect(conn)
 
-    # The tool list is fixed for a server's life, so modern-era clients may cache it
-    # (SEP-2549) instead of re-listing per session. The hint also covers
-    # resources/read: a resource that changes must set its own ttl.
     mcp = FastMCP("algo-mcp", instructions=INSTRUCTIONS, lifespan=on_ray,
-                  providers=[algorithm_tools(client)], mask_error_details=True,
-                  cache_ttl=TOOL_LIST_TTL_S, cache_scope="private")
-    return Gateway(settings, registry, client, mcp)
+                  providers=[algorithm_tools(queue)], mask_error_details=True)
+    add_task_tools(mcp, queue)
+    return Gateway(settings, registry, client, queue, mcp)
 
 
 def create_server() -> FastMCP:

@@ -12,12 +12,14 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, Field
 from starlette.responses import JSONResponse
 
 from engines import deploy
 from engines.client import AlgorithmClient
 from engines.errors import AlgoError, UnknownAlgorithm, ValidationFailed
 from engines.registry import Entry
+from engines.task_queue import TaskQueue, TaskRef
 from engines.validation import describe
 from mcp_server.errors import http_error
 
@@ -51,9 +53,17 @@ def _invoke_route(client: AlgorithmClient, entry: Entry):
     return invoke
 
 
-def rest_app(client: AlgorithmClient) -> FastAPI:
+class TaskSubmission(BaseModel):
+    """The seed's submit body: the algorithm's input, and where to POST the final record."""
+
+    input: dict[str, Any] = Field(description="the algorithm's input, as for /invoke/{name}")
+    callback_url: str | None = Field(None, description="receives the final task record, HMAC-signed")
+
+
+def rest_app(queue: TaskQueue) -> FastAPI:
     app = FastAPI(title="algo-mcp", summary="Registered algorithms over REST (the Ray Service API)",
                   docs_url="/docs", redoc_url=None)
+    client = queue.client
     registry = client.registry
 
     @app.exception_handler(AlgoError)
@@ -76,11 +86,28 @@ def rest_app(client: AlgorithmClient) -> FastAPI:
     async def unknown(name: str) -> JSONResponse:
         return http_error(UnknownAlgorithm(name, registry.names()))
 
-    @app.get("/healthz", tags=["health"], summary="per-algorithm readiness")
+    @app.post("/tasks/{name}", tags=["tasks"], summary="submit a long job; answers at once")
+    async def submit_task(name: str, body: TaskSubmission) -> JSONResponse:
+        record = await queue.submit(name, body.input, callback_url=body.callback_url)
+        return JSONResponse(TaskRef.of(record).model_dump(), status_code=202)
+
+    @app.get("/tasks/{task_id}", tags=["tasks"], summary="a task's record")
+    async def get_task(task_id: str) -> dict[str, Any]:
+        return (await queue.get(task_id)).public()
+
+    @app.delete("/tasks/{task_id}", tags=["tasks"], summary="cancel a queued or running task")
+    async def cancel_task(task_id: str) -> dict[str, Any]:
+        return (await queue.cancel(task_id)).public()
+
+    @app.get("/healthz", tags=["health"], summary="per-algorithm readiness and live workers")
     async def healthz() -> JSONResponse:
         algorithms = await asyncio.to_thread(deploy.readiness, registry)
         ready = all(a["status"] == "RUNNING" for a in algorithms.values())
-        return JSONResponse({"status": "ok" if ready else "degraded", "algorithms": algorithms},
-                            status_code=200 if ready else 503)
+        try:
+            workers = await queue.store.live_workers()
+        except Exception:  # Redis down: say so rather than fail the probe
+            workers, ready = [], False
+        return JSONResponse({"status": "ok" if ready else "degraded", "algorithms": algorithms,
+                             "workers": workers}, status_code=200 if ready else 503)
 
     return app

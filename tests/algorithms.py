@@ -41,3 +41,14 @@ class Sleep(Algorithm):
 @algorithm(name="test-timeout", kind="local", timeout_s=0.5, num_cpus=0.05)
 class SleepPastTimeout(Sleep):
     """The same sleep, with a timeout shorter than the sleeps the tests ask for."""
+
+
+@algorithm(name="test-sleep-async", kind="local", mode="async", max_concurrency=64, num_cpus=0.05,
+           max_queued=1024)
+class SleepAsLongJob(Sleep):
+    """The same sleep as a long job: the tool answers at once with a task reference."""
+
+
+@algorithm(name="test-sleep-auto", kind="local", mode="auto", num_cpus=0.05)
+class SleepAuto(Sleep):
+    """The same sleep in auto mode: inline when quick, a task reference when not."""

@@ -23,11 +23,13 @@ os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 from engines.settings import Settings
 from mcp_server.app import Gateway, build_gateway
+from storage import EmbeddedRedis
 from tests.fake_apis import SentimentAPI, serve_sentiment_api
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "test-token-6f1d"
 SENTIMENT_KEY = "hf_secret_key_9c2e"
+CALLBACK_SECRET = "callback-secret-51a0"
 START_DEADLINE_S = 300
 
 
@@ -57,17 +59,33 @@ def sentiment_api() -> Iterator[SentimentAPI]:
 
 
 @pytest.fixture(scope="session")
-def settings(tmp_path_factory: pytest.TempPathFactory, sentiment_api: SentimentAPI) -> Settings:
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The bundled Redis-compatible server, the same one the gateway starts by default, over TCP."""
+    with EmbeddedRedis(tmp_path_factory.mktemp("redis")) as redis:
+        yield redis.url
+
+
+@pytest.fixture(scope="session")
+def server_env(tmp_path_factory: pytest.TempPathFactory, sentiment_api: SentimentAPI,
+               redis_url: str) -> dict[str, str]:
+    """The settings of the session's gateway, as environment variables other gateways can share."""
+    return {"MCP_AUTH_TOKEN": TOKEN, "SENTIMENT_API_URL": sentiment_api.url, "SENTIMENT_API_KEY": SENTIMENT_KEY,
+            "REDIS_URL": redis_url, "DATA_DIR": str(tmp_path_factory.mktemp("data")),
+            "CALLBACK_SECRET": CALLBACK_SECRET, "FETCH_ALLOWLIST": "127.0.0.1",
+            "TASK_VISIBILITY_TIMEOUT_SECONDS": "3", "SYNC_BUDGET_S": "2"}
+
+
+@pytest.fixture(scope="session")
+def settings(tmp_path_factory: pytest.TempPathFactory, server_env: dict[str, str]) -> Settings:
     """The default registry plus the test algorithms (registered by decorator in tests.algorithms)."""
     registry = tmp_path_factory.mktemp("registry") / "algorithms.yaml"
     defaults = yaml.safe_load((ROOT / "algorithms.yaml").read_text())
     registry.write_text(yaml.safe_dump({"modules": ["tests.algorithms"], "algorithms": defaults}))
-    return Settings(_env_file=None, algo_mcp_registry=registry, mcp_auth_token=TOKEN,
-                    sentiment_api_url=sentiment_api.url, sentiment_api_key=SENTIMENT_KEY)
+    return Settings(_env_file=None, algo_mcp_registry=registry, **{k.lower(): v for k, v in server_env.items()})
 
 
 @pytest.fixture(scope="session")
-async def server(settings: Settings) -> AsyncIterator[Running]:
+async def server(settings: Settings, server_env: dict[str, str]) -> AsyncIterator[Running]:
     """The gateway over HTTP; its lifespan starts Ray, deploys, and shuts Ray down at the end."""
     gateway = build_gateway(settings)
     port = free_port()
@@ -84,8 +102,7 @@ async def server(settings: Settings) -> AsyncIterator[Running]:
     import ray
 
     address = ray.get_runtime_context().gcs_address
-    env = {**os.environ, "RAY_ADDRESS": address, "SENTIMENT_API_URL": settings.sentiment_api_url,
-           "SENTIMENT_API_KEY": SENTIMENT_KEY, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, **server_env, "RAY_ADDRESS": address, "PYTHONPATH": str(ROOT)}
     try:
         yield Running(gateway, f"http://127.0.0.1:{port}", TOKEN, address, env)
     finally:

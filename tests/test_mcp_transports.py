@@ -17,12 +17,13 @@ from tests.conftest import Running
 from tests.mcp_clients import ROOT, http_session, mcp_json_server, sse_session, stdio_session
 
 DEFAULT_TOOLS = {"local-echo", "text-embedding", "external-sentiment"}
+TASK_TOOLS = {"get_task", "wait_task", "cancel_task", "list_tasks"}
 
 
 async def test_http_lists_one_tool_per_algorithm_with_schemas(server: Running):
     async with http_session(server.url, server.auth) as session:
         tools = {t.name: t for t in (await session.list_tools()).tools}
-    assert DEFAULT_TOOLS | {"test-sleep", "test-timeout"} == set(tools)
+    assert DEFAULT_TOOLS | TASK_TOOLS | {"test-sleep", "test-timeout"} <= set(tools)
     embed = tools["text-embedding"]
     texts = embed.input_schema["properties"]["texts"]
     assert (texts["minItems"], texts["maxItems"], texts["items"]["maxLength"]) == (1, 64, 8000)
@@ -86,7 +87,7 @@ async def test_stdio_from_mcp_json_joins_the_cluster_and_keeps_stdout_clean(serv
         names = {t.name for t in (await session.list_tools()).tools}
         result = await session.call_tool("local-echo", {"text": "from claude desktop"})
         bad = await session.call_tool("text-embedding", {"texts": []})
-    assert names == DEFAULT_TOOLS  # the default registry, not the tests'
+    assert names == DEFAULT_TOOLS | TASK_TOOLS  # the default registry, not the tests'
     assert result.structured_content == {"text": "from claude desktop"}
     assert bad.is_error and bad.content[0].text == "texts: at least 1 item (got 0)"
 

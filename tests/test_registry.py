@@ -37,7 +37,6 @@ def echo_entry(extra: str) -> str:
     (echo_entry("max_concurrency: 0"), "max_concurrency: must be >= 1 (got 0)"),
     (echo_entry("num_gpus: -1"), "num_gpus: must be >= 0"),
     (echo_entry("mode: later"), "mode: must be one of"),
-    (echo_entry("mode: async"), "mode: 'async' needs the task queue"),
     (echo_entry("batch: {max_batch_size: 0}"), "batch.max_batch_size: must be >= 1"),
     (f"{{name: Bad Name, kind: local, target: {ECHO}}}", "entry 1 (Bad Name): name: must match"),
     ("{name: a, kind: local}", "entry 1 (a): target: required"),

@@ -1,0 +1,156 @@
+"""Long jobs from the gateway's side: where tasks are stored, how they are submitted and awaited.
+
+The gateway keeps no task state: every answer is read from Redis, the one
+source of truth, so any number of gateways can serve the same tasks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from engines.client import AlgorithmClient
+from engines.errors import AlgoError, NotConfigured, ValidationFailed
+from engines.progress import TaskQueueConfig
+from engines.safe_url import check_public_url
+from engines.settings import Settings
+from storage import EmbeddedRedis, TaskRecord, TaskStatus, TaskStore, redis_pool
+
+log = logging.getLogger(__name__)
+
+POLL_AFTER_S = 2.0
+
+
+class TaskRef(BaseModel):
+    """What a long job returns at once: where to follow it."""
+
+    task_id: str = Field(description="the task's id")
+    status: str = Field(description="queued, running, succeeded, failed or cancelled")
+    resource: str = Field(description="MCP resource with the task record, task://<id>")
+    poll_after_s: float = Field(description="a sensible delay before asking again (or call wait_task)")
+
+    @classmethod
+    def of(cls, record: TaskRecord) -> TaskRef:
+        return cls(task_id=record.task_id, status=record.status.value,
+                   resource=f"task://{record.task_id}", poll_after_s=POLL_AFTER_S)
+
+
+class UnknownTask(AlgoError):
+    http_status = 404
+    code = "unknown_task"
+
+    def __init__(self, task_id: str) -> None:
+        super().__init__(f"no task {task_id!r} (it may have expired)")
+
+
+class TaskQueue:
+    """Submit, read, wait for and cancel tasks; usable once :meth:`running` has started it."""
+
+    def __init__(self, settings: Settings, client: AlgorithmClient) -> None:
+        self.settings = settings
+        self.client = client
+        self._store: TaskStore | None = None
+        self.config: TaskQueueConfig | None = None
+
+    @property
+    def store(self) -> TaskStore:
+        if self._store is None:
+            raise NotConfigured("the task queue is not running yet")
+        return self._store
+
+    @asynccontextmanager
+    async def running(self, worker_id: str) -> AsyncIterator[TaskQueue]:
+        """Connect to ``REDIS_URL`` or start the bundled server; heartbeat while open."""
+        settings = self.settings
+        embedded = None
+        url = settings.redis_url
+        if not url:
+            embedded = EmbeddedRedis(settings.data_dir / "redis")
+            url = await asyncio.to_thread(embedded.start)
+            log.info("redis: bundled server at %s (data in %s)", url, embedded.data_dir)
+        redis = redis_pool(url)
+        self._store = TaskStore(redis, prefix=settings.task_key_prefix, task_ttl_s=settings.task_ttl_seconds,
+                                visibility_timeout_s=settings.task_visibility_timeout_seconds)
+        self.config = TaskQueueConfig(url, settings.task_key_prefix)
+        beat = asyncio.create_task(self._heartbeat(worker_id))
+        try:
+            yield self
+        finally:
+            beat.cancel()
+            await redis.aclose()
+            self._store = None
+            if embedded is not None:
+                await asyncio.to_thread(embedded.stop)
+
+    async def _heartbeat(self, worker_id: str) -> None:
+        info = {"kind": "gateway", "pid": os.getpid()}
+        while True:
+            with contextlib.suppress(Exception):
+                await self.store.beat(worker_id, info, self.settings.heartbeat_ttl_seconds)
+            await asyncio.sleep(self.settings.heartbeat_interval_seconds)
+
+    async def submit(self, name: str, arguments: Any, callback_url: str | None = None) -> TaskRecord:
+        """Validate, then record and enqueue the task; the task's payload is the validated input."""
+        entry, inp = self.client.validate(name, arguments)
+        if callback_url:
+            await check_public_url("callback_url", callback_url, self.settings.fetch_allowlist)
+        return await self.store.submit(name, inp.model_dump(mode="json"), callback_url=callback_url,
+                                       timeout_s=entry.spec.timeout_s,
+                                       max_attempts=self.settings.task_max_attempts)
+
+    async def get(self, task_id: str) -> TaskRecord:
+        record = await self.store.get(task_id)
+        if record is None:
+            raise UnknownTask(task_id)
+        return record
+
+    async def cancel(self, task_id: str) -> TaskRecord:
+        await self.get(task_id)
+        record = await self.store.cancel(task_id)
+        if record is None:
+            raise UnknownTask(task_id)
+        return record
+
+    async def watch(self, task_id: str, timeout_s: float) -> AsyncIterator[TaskRecord]:
+        await self.get(task_id)
+        async for record in self.store.watch(task_id, timeout_s=timeout_s):
+            yield record
+
+    async def wait(self, task_id: str, timeout_s: float) -> TaskRecord:
+        record = await self.store.wait(task_id, timeout_s)
+        if record is None:
+            raise UnknownTask(task_id)
+        return record
+
+    async def list(self, status: str | None, algorithm: str | None, limit: int) -> list[TaskRecord]:
+        if status is not None and status not in {s.value for s in TaskStatus}:
+            raise ValidationFailed([f"status: must be one of {[s.value for s in TaskStatus]} (got {status!r})"])
+        return await self.store.list(status=status, algorithm=algorithm, limit=limit)
+
+
+class TaskFailed(AlgoError):
+    """A task ended without a result; carries the task's own error."""
+
+    http_status = 422
+    code = "task_failed"
+
+    def __init__(self, record: TaskRecord) -> None:
+        self.error = record.error or {"type": record.status.value, "message": f"task {record.status.value}"}
+        super().__init__(str(self.error.get("message", "the task failed")))
+
+    def to_dict(self) -> dict[str, object]:
+        return {"type": self.code, **self.error}
+
+
+def outcome(record: TaskRecord) -> dict[str, Any]:
+    """A finished task as a tool answer: the result, or its error raised again."""
+    if record.status is TaskStatus.SUCCEEDED:
+        return record.result
+    raise TaskFailed(record)

@@ -1,0 +1,137 @@
+"""The task worker: a Serve deployment that runs queued tasks from Redis.
+
+Each replica claims tasks from the ``{prefix}:tasks`` consumer group, calls the
+algorithm's own deployment (so its concurrency limit still holds), and writes
+the outcome. A replica that dies leaves its claims to be redelivered after the
+visibility timeout; a cancelled task's call is cancelled down to the replica.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from typing import Any
+
+from ray import serve
+
+from engines.callbacks import deliver_callback
+from engines.client import AlgorithmClient
+from engines.errors import AlgoError, Busy
+from engines.progress import TaskQueueConfig
+from engines.registry import Registry
+from storage import TaskRecord, TaskStatus, TaskStore, redis_pool
+
+log = logging.getLogger(__name__)
+
+CLAIM_BLOCK_MS = 1000
+DEFAULT_TIMEOUT_S = 3600.0
+_RETRY_PAUSE_S = 1.0
+
+
+@serve.deployment
+class TaskWorker:
+    """Runs up to ``concurrency`` tasks at a time; Serve runs ``task_workers`` of these."""
+
+    async def __init__(self, queue: TaskQueueConfig, concurrency: int,
+                       heartbeat_interval_s: float, heartbeat_ttl_s: float,
+                       visibility_timeout_s: float, callback_secret: str | None, fingerprint: str) -> None:
+        self._fingerprint = fingerprint
+        self._client = AlgorithmClient(Registry([]))  # calls deployments by name; the gateway validated
+        self._redis = redis_pool(queue.redis_url)
+        self._store = TaskStore(self._redis, prefix=queue.prefix, visibility_timeout_s=visibility_timeout_s)
+        self._queue = queue
+        self._worker_id = f"task-worker:{serve.get_replica_context().replica_id.unique_id}"
+        self._slots = asyncio.Semaphore(concurrency)
+        self._running: dict[str, asyncio.Task] = {}
+        self._callback_secret = callback_secret
+        self._beat = (heartbeat_interval_s, heartbeat_ttl_s)
+        self._loops = [asyncio.create_task(loop()) for loop in
+                       (self._claim_loop, self._cancel_loop, self._heartbeat_loop, self._lease_loop)]
+
+    async def __del__(self) -> None:
+        for task in [*self._loops, *self._running.values()]:
+            task.cancel()
+        await self._redis.aclose()
+
+    def fingerprint(self) -> str:
+        return self._fingerprint
+
+    def status(self) -> dict[str, Any]:
+        return {"worker_id": self._worker_id, "pid": os.getpid(), "running": sorted(self._running)}
+
+    async def _claim_loop(self) -> None:
+        while True:
+            await self._slots.acquire()
+            try:
+                record = await self._store.claim_next(self._worker_id, block_ms=CLAIM_BLOCK_MS)
+            except Exception:
+                self._slots.release()
+                log.exception("claiming a task failed; retrying")
+                await asyncio.sleep(_RETRY_PAUSE_S)
+                continue
+            if record is None:
+                self._slots.release()
+                continue
+            task = asyncio.create_task(self._execute(record))
+            self._running[record.task_id] = task
+            task.add_done_callback(lambda _, tid=record.task_id: self._done(tid))
+
+    def _done(self, task_id: str) -> None:
+        self._running.pop(task_id, None)
+        self._slots.release()
+
+    async def _execute(self, record: TaskRecord) -> None:
+        if not await self._store.mark_running(record.task_id, self._worker_id):
+            return  # cancelled while queued, or taken over by another worker
+        try:
+            result = await self._run(record)
+        except asyncio.CancelledError:
+            return  # cancel_task already wrote the terminal state
+        except AlgoError as err:
+            ended = await self._store.finish(record.task_id, TaskStatus.FAILED, error=err.to_dict())
+        except Exception as exc:
+            log.exception("task %s failed", record.task_id)
+            error = {"type": "internal", "message": f"{type(exc).__name__}; see the worker log"}
+            ended = await self._store.finish(record.task_id, TaskStatus.FAILED, error=error)
+        else:
+            ended = await self._store.finish(record.task_id, TaskStatus.SUCCEEDED, result=result)
+        if ended and record.callback_url:
+            final = await self._store.get(record.task_id)
+            if final is not None:
+                await deliver_callback(record.callback_url, final.public(), self._callback_secret)
+
+    async def _run(self, record: TaskRecord) -> dict[str, Any]:
+        timeout_s = record.timeout_s or DEFAULT_TIMEOUT_S
+        while True:  # a busy algorithm is waited for, not failed: its limit is the backpressure
+            try:
+                return await self._client.call_deployment(record.algorithm, record.payload, timeout_s,
+                                                          task=(self._queue, record.task_id))
+            except Busy as busy:
+                await asyncio.sleep(busy.retry_after_s)
+
+    async def _cancel_loop(self) -> None:
+        while True:
+            try:
+                async for task_id in self._store.cancellations():
+                    task = self._running.get(task_id)
+                    if task is not None:
+                        task.cancel()
+            except Exception:
+                log.exception("cancel notifications lost; resubscribing")
+                await asyncio.sleep(_RETRY_PAUSE_S)
+
+    async def _heartbeat_loop(self) -> None:
+        interval, ttl = self._beat
+        while True:
+            with contextlib.suppress(Exception):
+                await self._store.beat(self._worker_id, {"kind": "task-worker", "running": len(self._running)}, ttl)
+            await asyncio.sleep(interval)
+
+    async def _lease_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._store.visibility_timeout_s / 3)
+            with contextlib.suppress(Exception):
+                await self._store.renew_leases(self._worker_id)
+

@@ -1,0 +1,133 @@
+"""Lua scripts for the task transitions that must be atomic.
+
+A script runs alone on the server, so "read the status, then write" cannot
+interleave with another client: a cancelled task can never be turned into a
+succeeded one, and a redelivered message is counted exactly once. Timestamps
+come from the server's clock (``TIME``), so every worker agrees on them.
+
+Scripts about one task share a calling convention:
+``KEYS = [task hash, stream, done list]`` and
+``ARGV = [group, ttl seconds, events channel, *script arguments]``.
+"""
+
+from __future__ import annotations
+
+_PRELUDE = """
+local TERMINAL = {succeeded = true, failed = true, cancelled = true}
+
+local function now()
+  local t = redis.call('TIME')
+  return string.format('%d.%06d', t[1], t[2])
+end
+
+-- Ends the task once: ack its message, expire the record, wake the waiters.
+-- 1: ended now; 0: it had already ended; -1: no such task.
+local function finish(status, result, err)
+  local current = redis.call('HGET', KEYS[1], 'status')
+  if not current then return -1 end
+  if TERMINAL[current] then return 0 end
+  local fields = {'status', status, 'finished_at', now()}
+  if status == 'succeeded' then
+    table.insert(fields, 'progress'); table.insert(fields, '1')
+  end
+  if result ~= '' then table.insert(fields, 'result'); table.insert(fields, result) end
+  if err ~= '' then table.insert(fields, 'error'); table.insert(fields, err) end
+  redis.call('HSET', KEYS[1], unpack(fields))
+  if status == 'succeeded' then redis.call('HDEL', KEYS[1], 'progress_message') end
+  local message_id = redis.call('HGET', KEYS[1], 'message_id')
+  if message_id then redis.pcall('XACK', KEYS[2], ARGV[1], message_id) end
+  redis.call('EXPIRE', KEYS[1], ARGV[2])
+  redis.call('DEL', KEYS[3])
+  redis.call('RPUSH', KEYS[3], status)
+  redis.call('EXPIRE', KEYS[3], ARGV[2])
+  redis.call('PUBLISH', ARGV[3], status)
+  return 1
+end
+"""
+
+# KEYS: task hash, stream. ARGV: task id, algorithm, then field/value pairs.
+# Idempotent, so a client retry after a lost reply cannot enqueue the task twice.
+SUBMIT = _PRELUDE + """
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  return {redis.call('HGET', KEYS[1], 'message_id'), redis.call('HGET', KEYS[1], 'created_at')}
+end
+local created_at = now()
+local message_id = redis.call('XADD', KEYS[2], '*', 'task_id', ARGV[1], 'algorithm', ARGV[2])
+redis.call('HSET', KEYS[1], 'algorithm', ARGV[2], 'status', 'queued', 'progress', '0',
+           'attempts', '0', 'created_at', created_at, 'message_id', message_id, unpack(ARGV, 3))
+return {message_id, created_at}
+"""
+
+# ARGV[4]: delivered message id, ARGV[5]: claiming worker.
+# Returns the record's fields, or nil when the message needs no work (task gone,
+# already ended, or out of attempts: then it is failed here and acked).
+CLAIM = _PRELUDE + """
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status or TERMINAL[status] then
+  redis.pcall('XACK', KEYS[2], ARGV[1], ARGV[4])
+  return false
+end
+redis.call('HSET', KEYS[1], 'message_id', ARGV[4])
+local attempts = tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0')
+local max_attempts = tonumber(redis.call('HGET', KEYS[1], 'max_attempts') or '1')
+if attempts >= max_attempts then
+  local message = string.format(
+    'worker died %d time%s while running this task (it stopped without finishing); gave up at max_attempts=%d',
+    attempts, attempts == 1 and '' or 's', max_attempts)
+  finish('failed', '', cjson.encode({type = 'worker_lost', message = message}))
+  return false
+end
+redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+redis.call('HSET', KEYS[1], 'worker_id', ARGV[5])
+return redis.call('HGETALL', KEYS[1])
+"""
+
+# ARGV[4]: worker. Only the worker that holds the claim may start the task, and
+# never once it has ended (a cancel while queued wins).
+MARK_RUNNING = _PRELUDE + """
+local status = redis.call('HGET', KEYS[1], 'status')
+local owner = redis.call('HGET', KEYS[1], 'worker_id')
+if (status == 'queued' or status == 'running') and (not owner or owner == ARGV[4]) then
+  redis.call('HSET', KEYS[1], 'status', 'running', 'worker_id', ARGV[4], 'started_at', now())
+  redis.call('PUBLISH', ARGV[3], 'running')
+  return 1
+end
+return 0
+"""
+
+# ARGV[4]: fraction, ARGV[5]: message ('' clears it). 0 tells the worker the task has ended.
+PROGRESS = _PRELUDE + """
+local status = redis.call('HGET', KEYS[1], 'status')
+if status ~= 'queued' and status ~= 'running' then return 0 end
+redis.call('HSET', KEYS[1], 'progress', ARGV[4])
+if ARGV[5] == '' then
+  redis.call('HDEL', KEYS[1], 'progress_message')
+else
+  redis.call('HSET', KEYS[1], 'progress_message', ARGV[5])
+end
+redis.call('PUBLISH', ARGV[3], 'progress')
+return 1
+"""
+
+# ARGV[4]: terminal status, ARGV[5]: result JSON or '', ARGV[6]: error JSON or ''.
+FINISH = _PRELUDE + """
+return finish(ARGV[4], ARGV[5], ARGV[6])
+"""
+
+# ARGV[4]: error JSON, ARGV[5]: cancel channel, ARGV[6]: task id.
+CANCEL = _PRELUDE + """
+local ended = finish('cancelled', '', ARGV[4])
+if ended == 1 then redis.call('PUBLISH', ARGV[5], ARGV[6]) end
+return ended
+"""
+
+# KEYS: stream. ARGV: group, worker. Resets the idle time of every message the
+# worker holds (XCLAIM JUSTID does not count a delivery), so long tasks keep their claim.
+RENEW_LEASES = """
+local pending = redis.pcall('XPENDING', KEYS[1], ARGV[1], '-', '+', 1000, ARGV[2])
+if type(pending) ~= 'table' or pending.err or #pending == 0 then return 0 end
+local args = {'XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0}
+for _, entry in ipairs(pending) do table.insert(args, entry[1]) end
+table.insert(args, 'JUSTID')
+return #redis.call(unpack(args))
+"""

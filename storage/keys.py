@@ -1,0 +1,73 @@
+"""Every Redis name algo-mcp uses, in one place (like arq's ``constants``).
+
+The layout is public: dashboards and operators read these keys directly, so a
+change here is a breaking change. Nothing outside ``storage/`` builds a name.
+
+==============================  ========  ===================================================
+name                            type      what it holds
+==============================  ========  ===================================================
+``{prefix}:task:{id}``          hash      one task record (see ``TaskRecord``); expires
+                                          ``task_ttl_s`` after it reaches a terminal state
+``{prefix}:tasks``              stream    every submission (``task_id``, ``algorithm``), kept
+                                          for audit and replay; consumer group ``workers`` on
+                                          it is the work queue
+``{prefix}:done:{id}``          list      one element, pushed when the task becomes terminal;
+                                          waiters block on it (BLMOVE) instead of polling
+``{prefix}:heartbeat:{worker}`` string    JSON worker info, with a TTL: alive while it exists
+``{prefix}:events:{id}``        channel   pub/sub: the task's status or progress changed
+``{prefix}:cancel``             channel   pub/sub: a task id, published when it is cancelled
+==============================  ========  ===================================================
+
+Task hash fields (strings; JSON where noted): ``algorithm``, ``payload`` (JSON),
+``status`` (queued | running | succeeded | failed | cancelled), ``progress``
+(0..1), ``progress_message``, ``result`` (JSON), ``error`` (JSON ``{type,
+message}``), ``attempts``, ``max_attempts``, ``timeout_s``, ``callback_url``,
+``worker_id``, ``created_at``/``started_at``/``finished_at`` (unix seconds,
+the server's clock), ``message_id`` (its stream entry).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+DEFAULT_PREFIX = "algo_mcp"
+WORKER_GROUP = "workers"
+
+
+@dataclass(frozen=True)
+class KeyLayout:
+    """Names under one prefix, so several deployments can share a Redis."""
+
+    prefix: str = DEFAULT_PREFIX
+
+    def __post_init__(self) -> None:
+        if not self.prefix or any(c in self.prefix for c in " *?[]"):
+            raise ValueError(f"Redis key prefix {self.prefix!r} must be non-empty, without spaces or glob characters")
+
+    def task(self, task_id: str) -> str:
+        return f"{self.prefix}:task:{task_id}"
+
+    @property
+    def stream(self) -> str:
+        return f"{self.prefix}:tasks"
+
+    @property
+    def group(self) -> str:
+        return WORKER_GROUP
+
+    def done(self, task_id: str) -> str:
+        return f"{self.prefix}:done:{task_id}"
+
+    def heartbeat(self, worker_id: str) -> str:
+        return f"{self.prefix}:heartbeat:{worker_id}"
+
+    @property
+    def heartbeat_pattern(self) -> str:
+        return f"{self.prefix}:heartbeat:*"
+
+    def events(self, task_id: str) -> str:
+        return f"{self.prefix}:events:{task_id}"
+
+    @property
+    def cancel_channel(self) -> str:
+        return f"{self.prefix}:cancel"

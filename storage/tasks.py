@@ -1,0 +1,396 @@
+"""Long jobs in Redis: records, the work queue, cancellation, waiting, heartbeats.
+
+Shaped like arq: a ``TaskStatus`` enum, a ``TaskRecord`` dataclass and one
+``TaskStore`` that is the only code issuing Redis commands for tasks. The key
+layout lives in ``storage.keys``.
+
+Delivery is at least once. Each submission is a message in the ``{prefix}:tasks``
+stream, read by the consumer group ``workers``. A message stays pending until
+the task ends; if its worker dies (stops renewing its claim for
+``visibility_timeout_s``) another worker takes it over with XAUTOCLAIM. Every
+delivery counts as an attempt; past ``max_attempts`` the task fails with
+``worker_lost`` instead of running again.
+"""
+
+from __future__ import annotations
+
+import builtins
+import json
+import math
+import time
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from typing import Any
+from uuid import uuid4
+
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+
+from storage import _scripts
+from storage._codec import as_mapping, dumps, error_dict, first_message, loads, to_float
+from storage.keys import DEFAULT_PREFIX, KeyLayout
+
+TASK_TTL_S = 7 * 24 * 3600
+VISIBILITY_TIMEOUT_S = 60.0
+LIST_SCAN_LIMIT = 10_000
+
+
+class TaskStatus(StrEnum):
+    QUEUED = "queued"  # submitted; waiting in the stream for a worker
+    RUNNING = "running"  # a worker has claimed it and started it
+    SUCCEEDED = "succeeded"  # ended with a result
+    FAILED = "failed"  # ended with an error (including workers dying too often)
+    CANCELLED = "cancelled"  # ended at a caller's request; a late result is dropped
+
+    @property
+    def terminal(self) -> bool:
+        return self in TERMINAL_STATUSES
+
+
+TERMINAL_STATUSES = frozenset({TaskStatus.SUCCEEDED, TaskStatus.FAILED, TaskStatus.CANCELLED})
+_PRIVATE_FIELDS = frozenset({"message_id"})
+
+
+@dataclass(frozen=True)
+class TaskRecord:
+    """One task as stored in ``{prefix}:task:{id}``, JSON fields decoded."""
+
+    task_id: str
+    algorithm: str
+    status: TaskStatus
+    payload: Any = None
+    progress: float = 0.0  # fraction done, 0..1
+    progress_message: str | None = None
+    result: Any = None
+    error: dict[str, Any] | None = None  # {"type": ..., "message": ...}
+    attempts: int = 0  # deliveries to a worker so far
+    max_attempts: int = 1
+    timeout_s: float | None = None
+    callback_url: str | None = None
+    worker_id: str | None = None
+    created_at: float = 0.0  # unix seconds, the server's clock
+    started_at: float | None = None
+    finished_at: float | None = None
+    message_id: str | None = field(default=None, repr=False)  # its entry in the stream
+
+    @property
+    def terminal(self) -> bool:
+        return self.status.terminal
+
+    def public(self) -> dict[str, Any]:
+        """What a caller may see: everything but queue internals."""
+        data = {k: v for k, v in asdict(self).items() if k not in _PRIVATE_FIELDS}
+        data["status"] = self.status.value
+        return data
+
+    @classmethod
+    def from_hash(cls, task_id: str, h: Mapping[str, str]) -> TaskRecord:
+        return cls(
+            task_id=task_id,
+            algorithm=h.get("algorithm", ""),
+            status=TaskStatus(h.get("status", TaskStatus.QUEUED)),
+            payload=loads(h.get("payload")),
+            progress=float(h.get("progress") or 0),
+            progress_message=h.get("progress_message"),
+            result=loads(h.get("result")),
+            error=loads(h.get("error")),
+            attempts=int(h.get("attempts") or 0),
+            max_attempts=int(h.get("max_attempts") or 1),
+            timeout_s=to_float(h.get("timeout_s")),
+            callback_url=h.get("callback_url"),
+            worker_id=h.get("worker_id"),
+            created_at=float(h.get("created_at") or 0),
+            started_at=to_float(h.get("started_at")),
+            finished_at=to_float(h.get("finished_at")),
+            message_id=h.get("message_id"),
+        )
+
+
+class TaskStore:
+    """Every Redis operation on tasks and worker heartbeats.
+
+    ``redis`` must decode responses (``storage.connections.redis_pool`` does);
+    the store does not own it and never closes it.
+    """
+
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        prefix: str = DEFAULT_PREFIX,
+        task_ttl_s: int = TASK_TTL_S,
+        visibility_timeout_s: float = VISIBILITY_TIMEOUT_S,
+    ) -> None:
+        if not redis.connection_pool.connection_kwargs.get("decode_responses"):
+            raise ValueError("TaskStore needs a Redis client with decode_responses=True; use storage.redis_pool(url)")
+        if task_ttl_s < 1 or visibility_timeout_s <= 0:
+            raise ValueError("task_ttl_s must be >= 1 and visibility_timeout_s > 0")
+        self.redis = redis
+        self.keys = KeyLayout(prefix)
+        self.task_ttl_s = int(task_ttl_s)
+        self.visibility_timeout_s = visibility_timeout_s
+        self._group_ready = False
+        self._autoclaim_cursor = "0-0"
+        s = redis.register_script
+        self._submit, self._claim, self._mark_running = s(_scripts.SUBMIT), s(_scripts.CLAIM), s(_scripts.MARK_RUNNING)
+        self._progress, self._finish, self._cancel = s(_scripts.PROGRESS), s(_scripts.FINISH), s(_scripts.CANCEL)
+        self._renew = s(_scripts.RENEW_LEASES)
+
+    # -- callers ---------------------------------------------------------
+
+    async def submit(
+        self,
+        algorithm: str,
+        payload: Any,
+        *,
+        callback_url: str | None = None,
+        timeout_s: float | None = None,
+        max_attempts: int = 3,
+    ) -> TaskRecord:
+        """Record the task and enqueue it in one atomic step: never one without the other."""
+        if max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        if timeout_s is not None and not timeout_s > 0:
+            raise ValueError("timeout_s must be positive")
+        await self._ensure_group()
+        task_id = uuid4().hex
+        fields = {"payload": dumps(payload), "max_attempts": str(max_attempts)}
+        if timeout_s is not None:
+            fields["timeout_s"] = repr(float(timeout_s))
+        if callback_url:
+            fields["callback_url"] = callback_url
+        pairs = [x for kv in fields.items() for x in kv]
+        message_id, created_at = await self._submit(
+            keys=[self.keys.task(task_id), self.keys.stream], args=[task_id, algorithm, *pairs]
+        )
+        return TaskRecord(
+            task_id=task_id,
+            algorithm=algorithm,
+            status=TaskStatus.QUEUED,
+            payload=json.loads(fields["payload"]),  # as get() will return it
+            max_attempts=max_attempts,
+            timeout_s=None if timeout_s is None else float(timeout_s),
+            callback_url=callback_url or None,
+            created_at=float(created_at),
+            message_id=message_id,
+        )
+
+    async def get(self, task_id: str) -> TaskRecord | None:
+        h = await self.redis.hgetall(self.keys.task(task_id))
+        return TaskRecord.from_hash(task_id, h) if h else None
+
+    async def cancel(self, task_id: str) -> TaskRecord | None:
+        """End a queued or running task as cancelled and tell its worker; an ended task is left as is."""
+        error = {"type": "cancelled", "message": "cancelled at the caller's request"}
+        await self._cancel(
+            keys=self._task_keys(task_id),
+            args=[*self._task_args(task_id), dumps(error), self.keys.cancel_channel, task_id],
+        )
+        return await self.get(task_id)
+
+    async def wait(self, task_id: str, timeout_s: float) -> TaskRecord | None:
+        """The record once it has ended, or as it stands when ``timeout_s`` runs out.
+
+        Blocks on the task's done list (BLMOVE onto itself, so every waiter
+        wakes and the element stays for later ones) rather than polling.
+        """
+        deadline = time.monotonic() + max(timeout_s, 0)
+        done = self.keys.done(task_id)
+        while True:
+            record = await self.get(task_id)
+            remaining = deadline - time.monotonic()
+            if record is None or record.terminal or remaining <= 0:
+                return record
+            await self.redis.blmove(done, done, max(remaining, 0.01), "LEFT", "RIGHT")
+
+    async def watch(
+        self, task_id: str, timeout_s: float | None = None, poll_s: float = 1.0
+    ) -> AsyncIterator[TaskRecord]:
+        """Yield the record now and after each change (status, progress) until it ends or time runs out.
+
+        Changes arrive on ``{prefix}:events:{id}``; ``poll_s`` re-reads anyway,
+        in case a message was lost with a dropped connection.
+        """
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        pubsub = self.redis.pubsub()
+        await pubsub.subscribe(self.keys.events(task_id))
+        try:
+            last: tuple[object, ...] | None = None
+            while True:
+                record = await self.get(task_id)
+                if record is None:
+                    return
+                state = (record.status, record.progress, record.progress_message, record.attempts)
+                if state != last:
+                    last = state
+                    yield record
+                if record.terminal:
+                    return
+                wait = poll_s if deadline is None else min(poll_s, deadline - time.monotonic())
+                if wait <= 0:
+                    return
+                await pubsub.get_message(ignore_subscribe_messages=True, timeout=wait)
+        finally:
+            await pubsub.aclose()
+
+    # -- workers ---------------------------------------------------------
+
+    async def claim_next(self, worker_id: str, block_ms: int = 5000) -> TaskRecord | None:
+        """The next task for this worker: a stale claim taken over first, else a new message.
+
+        Waits up to ``block_ms`` for a new message (0: not at all). The record's
+        ``attempts`` already counts this delivery; call ``mark_running`` before
+        starting it.
+        """
+        await self._ensure_group()
+        deadline = time.monotonic() + block_ms / 1000
+        while True:
+            try:
+                delivery = await self._reclaim_stale(worker_id) or await self._read_new(
+                    worker_id, int((deadline - time.monotonic()) * 1000)
+                )
+            except ResponseError as e:
+                if "NOGROUP" not in str(e):
+                    raise
+                self._group_ready = False  # the stream was deleted under us: start again
+                await self._ensure_group()
+                continue
+            if delivery is None:
+                return None
+            message_id, task_id = delivery
+            if task_id is None:  # not one of ours: drop it
+                await self.redis.xack(self.keys.stream, self.keys.group, message_id)
+            else:
+                found = await self._claim(
+                    keys=self._task_keys(task_id), args=[*self._task_args(task_id), message_id, worker_id]
+                )
+                if found:
+                    return TaskRecord.from_hash(task_id, as_mapping(found))
+            if time.monotonic() >= deadline:
+                return None
+
+    async def mark_running(self, task_id: str, worker_id: str) -> bool:
+        """Whether this worker should run the task: it holds the claim and the task has not ended."""
+        return await self._mark_running(keys=self._task_keys(task_id), args=[*self._task_args(task_id), worker_id]) == 1
+
+    async def set_progress(self, task_id: str, fraction: float, message: str | None = None) -> bool:
+        """Record progress (clamped to 0..1); False means the task has ended (e.g. was cancelled): stop."""
+        if not math.isfinite(fraction):
+            raise ValueError("progress must be a finite number")
+        fraction = min(max(float(fraction), 0.0), 1.0)
+        args = [*self._task_args(task_id), repr(fraction), message or ""]
+        return await self._progress(keys=self._task_keys(task_id), args=args) == 1
+
+    async def finish(
+        self,
+        task_id: str,
+        status: TaskStatus | str,
+        result: Any = None,
+        error: Mapping[str, Any] | BaseException | None = None,
+    ) -> bool:
+        """End the task; False if it had already ended (its first end stands) or does not exist."""
+        status = TaskStatus(status)
+        if not status.terminal:
+            raise ValueError(f"finish needs a terminal status, not {status.value!r}")
+        result_json = "" if result is None else dumps(result)
+        error_json = "" if error is None else dumps(error_dict(error))
+        args = [*self._task_args(task_id), status.value, result_json, error_json]
+        return await self._finish(keys=self._task_keys(task_id), args=args) == 1
+
+    async def is_cancelled(self, task_id: str) -> bool:
+        return await self.redis.hget(self.keys.task(task_id), "status") == TaskStatus.CANCELLED
+
+    async def cancellations(self) -> AsyncIterator[str]:
+        """Task ids as they are cancelled, for workers to stop running ones (pub/sub: missed while disconnected)."""
+        pubsub = self.redis.pubsub()
+        await pubsub.subscribe(self.keys.cancel_channel)
+        try:
+            while True:
+                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=None)
+                if message and message.get("type") == "message":
+                    yield message["data"]
+        finally:
+            await pubsub.aclose()
+
+    async def renew_leases(self, worker_id: str) -> int:
+        """Keep this worker's claims from going stale; call it well within ``visibility_timeout_s``."""
+        return int(await self._renew(keys=[self.keys.stream], args=[self.keys.group, worker_id]))
+
+    async def beat(self, worker_id: str, info: Mapping[str, Any], ttl_s: float) -> None:
+        """Say this worker is alive for ``ttl_s`` more seconds."""
+        data = {**info, "worker_id": worker_id, "beat_at": time.time()}
+        await self.redis.set(self.keys.heartbeat(worker_id), dumps(data), px=max(1, int(ttl_s * 1000)))
+
+    async def live_workers(self) -> builtins.list[dict[str, Any]]:
+        keys = [k async for k in self.redis.scan_iter(match=self.keys.heartbeat_pattern, count=500)]
+        values = await self.redis.mget(keys) if keys else []
+        workers = [json.loads(v) for v in values if v]
+        return sorted(workers, key=lambda w: str(w.get("worker_id")))
+
+    # -- listing ---------------------------------------------------------
+
+    async def list(
+        self, status: TaskStatus | str | None = None, algorithm: str | None = None, limit: int = 50
+    ) -> builtins.list[TaskRecord]:
+        """Newest tasks first, read from the submission stream (no second index to keep in step).
+
+        Entries whose record has expired are skipped; at most ``LIST_SCAN_LIMIT``
+        entries are scanned, so a rare status deep in history may be missed.
+        """
+        wanted = TaskStatus(status) if status is not None else None
+        found: builtins.list[TaskRecord] = []
+        before, scanned, page = "+", 0, max(limit * 2, 100)
+        while len(found) < limit and scanned < LIST_SCAN_LIMIT:
+            entries = await self.redis.xrevrange(self.keys.stream, max=before, count=page)
+            if not entries:
+                break
+            scanned += len(entries)
+            before = f"({entries[-1][0]}"  # exclusive: the next page starts below this one
+            ids = [f["task_id"] for _, f in entries if "task_id" in f and algorithm in (None, f.get("algorithm"))]
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for task_id in ids:
+                    pipe.hgetall(self.keys.task(task_id))
+                hashes = await pipe.execute()
+            for task_id, h in zip(ids, hashes, strict=True):
+                if h and (wanted is None or h.get("status") == wanted):
+                    found.append(TaskRecord.from_hash(task_id, h))
+        return found[:limit]
+
+    # -- internals -------------------------------------------------------
+
+    def _task_keys(self, task_id: str) -> builtins.list[str]:
+        return [self.keys.task(task_id), self.keys.stream, self.keys.done(task_id)]
+
+    def _task_args(self, task_id: str) -> builtins.list[str]:
+        return [self.keys.group, str(self.task_ttl_s), self.keys.events(task_id)]
+
+    async def _ensure_group(self) -> None:
+        """Create the consumer group from the stream's start, so nothing submitted before it is skipped."""
+        if self._group_ready:
+            return
+        try:
+            await self.redis.xgroup_create(self.keys.stream, self.keys.group, id="0", mkstream=True)
+        except ResponseError as e:
+            if "BUSYGROUP" not in str(e):
+                raise
+        self._group_ready = True
+
+    async def _reclaim_stale(self, worker_id: str) -> tuple[str, str | None] | None:
+        min_idle_ms = max(1, int(self.visibility_timeout_s * 1000))
+        reply = await self.redis.xautoclaim(
+            self.keys.stream, self.keys.group, worker_id, min_idle_ms, start_id=self._autoclaim_cursor, count=1
+        )
+        self._autoclaim_cursor = reply[0]
+        return first_message(reply[1])
+
+    async def _read_new(self, worker_id: str, wait_ms: int) -> tuple[str, str | None] | None:
+        reply = await self.redis.xreadgroup(
+            self.keys.group, worker_id, {self.keys.stream: ">"}, count=1, block=wait_ms if wait_ms > 0 else None
+        )
+        if isinstance(reply, dict):  # RESP3 shape
+            reply = builtins.list(reply.items())
+        for _stream, messages in reply or []:
+            return first_message(messages)
+        return None
+

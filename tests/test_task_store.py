@@ -1,0 +1,345 @@
+"""The task store against a real Redis-compatible server (the bundled Valkey, over TCP)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections import Counter
+
+import pytest
+from redis.asyncio import Redis
+
+from engines.errors import UpstreamFailed
+from storage import DataDirInUse, EmbeddedRedis, TaskRecord, TaskStatus, TaskStore, redis_pool
+from tests.redis_fixture import (  # noqa: F401  (fixtures)
+    StoreFactory,
+    eventually,
+    redis_client_fixture,
+    redis_server_fixture,
+    store_factory_fixture,
+)
+
+FAST = 0.2  # visibility timeout, in seconds, for the tests where a worker "dies"
+
+
+@pytest.fixture
+def store(make_store: StoreFactory) -> TaskStore:
+    return make_store(visibility_timeout_s=30)
+
+
+async def pending(client: Redis, store: TaskStore) -> int:
+    return (await client.xpending(store.keys.stream, store.keys.group))["pending"]
+
+
+async def start(store: TaskStore, worker: str, **submit: object) -> TaskRecord:
+    """Submit a task and have ``worker`` claim and start it."""
+    record = await store.submit("echo", {"n": 1}, **submit)  # type: ignore[arg-type]
+    claimed = await store.claim_next(worker, block_ms=1000)
+    assert claimed is not None and claimed.task_id == record.task_id
+    assert await store.mark_running(record.task_id, worker)
+    return claimed
+
+
+# -- submitting and reading ----------------------------------------------
+
+
+async def test_submit_then_get_returns_the_same_record(store: TaskStore):
+    record = await store.submit("text-embedding", {"texts": ["héllo"], "scale": 1.5},
+                                callback_url="https://example.com/hook", timeout_s=30, max_attempts=2)
+    assert len(record.task_id) == 32 and record.status is TaskStatus.QUEUED
+    assert abs(record.created_at - time.time()) < 5
+    assert await store.get(record.task_id) == record
+    public = record.public()
+    assert public["status"] == "queued" and public["callback_url"] == "https://example.com/hook"
+    assert "message_id" not in public
+    json.dumps(public)  # ready to send as is
+    assert await store.get("no-such-task") is None
+
+
+async def test_the_documented_layout_is_what_is_stored(store: TaskStore, redis_client: Redis):
+    record = await store.submit("echo", {"a": [1, 2]}, timeout_s=5, max_attempts=4)
+    stored = await redis_client.hgetall(f"{store.keys.prefix}:task:{record.task_id}")
+    assert stored["status"] == "queued" and stored["algorithm"] == "echo"
+    assert json.loads(stored["payload"]) == {"a": [1, 2]}
+    assert stored["attempts"] == "0" and stored["max_attempts"] == "4" and float(stored["timeout_s"]) == 5
+    (_, entry), = await redis_client.xrange(f"{store.keys.prefix}:tasks")
+    assert entry == {"task_id": record.task_id, "algorithm": "echo"}
+
+
+async def test_bad_submissions_are_refused_before_anything_is_stored(store: TaskStore):
+    with pytest.raises(ValueError, match="max_attempts"):
+        await store.submit("echo", {}, max_attempts=0)
+    with pytest.raises(TypeError):
+        await store.submit("echo", {"x": object()})
+    with pytest.raises(ValueError):
+        await store.submit("echo", {"x": float("nan")})
+    assert await store.list() == []
+
+
+async def test_a_client_that_does_not_decode_is_refused(redis_server: EmbeddedRedis):
+    raw = Redis.from_url(redis_server.url)
+    with pytest.raises(ValueError, match="decode_responses"):
+        TaskStore(raw)
+    await raw.aclose()
+
+
+# -- claiming ------------------------------------------------------------
+
+
+async def test_one_worker_claims_a_task_and_no_other_gets_it(store: TaskStore):
+    record = await store.submit("echo", {})
+    claimed = await store.claim_next("w1", block_ms=1000)
+    assert claimed is not None and claimed.task_id == record.task_id
+    assert claimed.attempts == 1 and claimed.worker_id == "w1"
+    assert await store.claim_next("w2", block_ms=50) is None
+    assert not await store.mark_running(record.task_id, "w2")
+    assert await store.mark_running(record.task_id, "w1")
+    running = await store.get(record.task_id)
+    assert running is not None and running.status is TaskStatus.RUNNING and running.started_at
+
+
+async def test_a_blocked_worker_wakes_for_a_new_submission(store: TaskStore):
+    await store.claim_next("w1", block_ms=0)  # creates the group; nothing to claim yet
+    claim = asyncio.create_task(store.claim_next("w1", block_ms=10_000))
+    record = await store.submit("echo", {})
+    claimed = await asyncio.wait_for(claim, 5)
+    assert claimed is not None and claimed.task_id == record.task_id
+
+
+async def test_workers_recover_when_the_stream_is_deleted_under_them(store: TaskStore, redis_client: Redis):
+    await store.submit("echo", {})
+    await redis_client.delete(store.keys.stream)  # e.g. an operator's cleanup: the group goes with it
+    record = await store.submit("echo", {})
+    claimed = await store.claim_next("w1", block_ms=1000)
+    assert claimed is not None and claimed.task_id == record.task_id
+
+
+async def test_a_dead_workers_task_is_redelivered_after_the_visibility_timeout(make_store: StoreFactory,
+                                                                               redis_client: Redis):
+    store = make_store(visibility_timeout_s=FAST)
+    record = await start(store, "doomed", max_attempts=3)  # ... and "doomed" never finishes it
+    again = await eventually(lambda: store.claim_next("rescuer", block_ms=50))
+    assert again.task_id == record.task_id and again.attempts == 2 and again.worker_id == "rescuer"
+    assert await store.mark_running(record.task_id, "rescuer")
+    assert not await store.mark_running(record.task_id, "doomed")  # it lost its claim
+    assert await store.finish(record.task_id, TaskStatus.SUCCEEDED, {"ok": True})
+    assert await pending(redis_client, store) == 0
+
+
+async def test_renewed_leases_keep_a_long_task_with_its_worker(make_store: StoreFactory):
+    visibility_s = 0.5
+    store = make_store(visibility_timeout_s=visibility_s)
+    record = await start(store, "slow")
+    window = time.monotonic() + 3 * visibility_s
+    while time.monotonic() < window:  # three timeouts long, renewing well within each
+        assert await store.renew_leases("slow") == 1
+        assert await store.claim_next("other", block_ms=50) is None
+    assert (await store.get(record.task_id)).worker_id == "slow"  # type: ignore[union-attr]
+
+
+async def test_a_task_whose_workers_keep_dying_fails_with_the_reason(make_store: StoreFactory, redis_client: Redis):
+    store = make_store(visibility_timeout_s=FAST)
+    record = await store.submit("echo", {}, max_attempts=2)
+    for n, worker in enumerate(("w1", "w2"), start=1):
+        claimed = await eventually(lambda w=worker: store.claim_next(w, block_ms=50))
+        assert claimed.attempts == n
+        assert await store.mark_running(record.task_id, worker)  # then dies
+
+    async def third_worker_finds_nothing_to_run() -> bool:
+        assert await store.claim_next("w3", block_ms=50) is None
+        return (await store.get(record.task_id)).terminal  # type: ignore[union-attr]
+
+    await eventually(third_worker_finds_nothing_to_run)
+    failed = await store.get(record.task_id)
+    assert failed is not None and failed.status is TaskStatus.FAILED and failed.attempts == 2
+    assert failed.error is not None and failed.error["type"] == "worker_lost"
+    assert "worker died 2 times" in failed.error["message"]
+    assert await pending(redis_client, store) == 0
+    assert await redis_client.ttl(store.keys.task(record.task_id)) > 0
+
+
+async def test_many_submissions_are_each_claimed_exactly_once(store: TaskStore, redis_client: Redis):
+    claims: Counter[str] = Counter()
+    total = 200
+
+    async def consumer(worker: str) -> None:
+        deadline = time.monotonic() + 60
+        while sum(claims.values()) < total and time.monotonic() < deadline:
+            record = await store.claim_next(worker, block_ms=100)
+            if record is not None:
+                claims[record.task_id] += 1
+                assert await store.mark_running(record.task_id, worker)
+                assert await store.finish(record.task_id, "succeeded", record.payload)
+
+    consumers = [asyncio.create_task(consumer(f"w{i}")) for i in range(4)]
+    records = await asyncio.gather(*(store.submit("bulk", {"i": i}) for i in range(total)))
+    await asyncio.gather(*consumers)
+    assert len({r.task_id for r in records}) == total
+    assert set(claims) == {r.task_id for r in records} and set(claims.values()) == {1}
+    assert await store.claim_next("late", block_ms=50) is None
+    assert await pending(redis_client, store) == 0
+    done = await store.list(status="succeeded", limit=total)
+    assert len(done) == total and {r.attempts for r in done} == {1}
+
+
+# -- cancelling ----------------------------------------------------------
+
+
+async def test_a_task_cancelled_while_queued_is_never_started(store: TaskStore, redis_client: Redis):
+    claimed_then_cancelled = await store.submit("echo", {})
+    cancelled_unclaimed = await store.submit("echo", {})
+    claimed = await store.claim_next("w1", block_ms=1000)
+    assert claimed is not None and claimed.task_id == claimed_then_cancelled.task_id  # oldest first
+    cancelled = await store.cancel(claimed_then_cancelled.task_id)
+    assert cancelled is not None and cancelled.status is TaskStatus.CANCELLED
+    assert not await store.mark_running(claimed_then_cancelled.task_id, "w1")
+    assert await store.cancel(cancelled_unclaimed.task_id)
+    assert await store.claim_next("w2", block_ms=50) is None  # skipped, not run
+    assert await pending(redis_client, store) == 0
+    assert await store.cancel("no-such-task") is None
+
+
+async def test_cancel_running_tells_the_worker_and_a_late_result_is_dropped(store: TaskStore,
+                                                                            redis_client: Redis):
+    record = await start(store, "w1")
+    notices = store.cancellations()
+    notice = asyncio.create_task(anext(notices))
+    await eventually(lambda: _subscribers(redis_client, store.keys.cancel_channel))
+    cancelled = await store.cancel(record.task_id)
+    assert cancelled is not None and cancelled.status is TaskStatus.CANCELLED
+    assert await asyncio.wait_for(notice, 5) == record.task_id
+    await notices.aclose()
+    assert await store.is_cancelled(record.task_id)
+    assert not await store.set_progress(record.task_id, 0.9)  # the worker's cue to stop
+    assert not await store.finish(record.task_id, "succeeded", {"late": True})
+    final = await store.get(record.task_id)
+    assert final is not None and final.status is TaskStatus.CANCELLED and final.result is None
+    assert (await store.cancel(record.task_id)).finished_at == final.finished_at  # type: ignore[union-attr]
+
+
+async def test_an_ended_task_stays_as_it_ended(store: TaskStore):
+    record = await start(store, "w1")
+    assert await store.finish(record.task_id, "failed", error=UpstreamFailed("the API said 500"))
+    assert not await store.finish(record.task_id, "succeeded", 1)
+    after = await store.cancel(record.task_id)
+    assert after is not None and after.status is TaskStatus.FAILED
+    assert after.error == {"type": "upstream_failed", "message": "the API said 500"}
+    with pytest.raises(ValueError, match="terminal"):
+        await store.finish(record.task_id, "running")
+
+
+async def test_ended_tasks_expire_and_live_ones_do_not(make_store: StoreFactory, redis_client: Redis):
+    store = make_store(task_ttl_s=3600)
+    running = await start(store, "w1")
+    ended = await start(store, "w1")
+    await store.finish(ended.task_id, "failed", error=ValueError("boom"))
+    assert await redis_client.ttl(store.keys.task(running.task_id)) == -1
+    assert 0 < await redis_client.ttl(store.keys.task(ended.task_id)) <= 3600
+    assert 0 < await redis_client.ttl(store.keys.done(ended.task_id)) <= 3600
+    assert (await store.get(ended.task_id)).error == {"type": "ValueError", "message": "boom"}  # type: ignore[union-attr]
+
+
+# -- waiting and watching ------------------------------------------------
+
+
+async def test_wait_returns_as_soon_as_another_coroutine_finishes_the_task(store: TaskStore, redis_client: Redis):
+    record = await start(store, "w1")
+    waiters = [asyncio.create_task(store.wait(record.task_id, timeout_s=30)) for _ in range(3)]
+    await eventually(lambda: _blocked_on_blmove(redis_client, 3))  # really blocked, not polling
+    finished_at = time.monotonic()
+    await store.finish(record.task_id, "succeeded", {"answer": 42})
+    results = await asyncio.wait_for(asyncio.gather(*waiters), 5)
+    assert time.monotonic() - finished_at < 1
+    assert all(r is not None and r.status is TaskStatus.SUCCEEDED and r.result == {"answer": 42} for r in results)
+    assert (await store.wait(record.task_id, timeout_s=30)).result == {"answer": 42}  # type: ignore[union-attr]
+
+
+async def test_wait_returns_the_running_record_when_time_is_up(store: TaskStore):
+    record = await start(store, "w1")
+    began = time.monotonic()
+    waited = await store.wait(record.task_id, timeout_s=0.3)
+    assert 0.25 <= time.monotonic() - began < 2
+    assert waited is not None and waited.status is TaskStatus.RUNNING
+    assert await store.wait("no-such-task", timeout_s=1) is None
+
+
+async def test_watch_yields_each_progress_update_then_the_end(store: TaskStore):
+    record = await start(store, "w1")
+    seen: asyncio.Queue[TaskRecord] = asyncio.Queue()
+
+    async def watcher() -> None:
+        async for update in store.watch(record.task_id, timeout_s=30, poll_s=30):  # events only, no polling
+            await seen.put(update)
+
+    watching = asyncio.create_task(watcher())
+    assert (await asyncio.wait_for(seen.get(), 5)).status is TaskStatus.RUNNING
+    for fraction in (0.25, 0.5, 7.0):
+        assert await store.set_progress(record.task_id, fraction, f"at {fraction}")
+        update = await asyncio.wait_for(seen.get(), 5)
+        assert update.progress == min(fraction, 1.0) and update.progress_message == f"at {fraction}"
+    await store.finish(record.task_id, "succeeded", "done")
+    last = await asyncio.wait_for(seen.get(), 5)
+    assert last.status is TaskStatus.SUCCEEDED and last.progress == 1.0
+    await asyncio.wait_for(watching, 5)  # the generator ends with the task
+    with pytest.raises(ValueError):
+        await store.set_progress(record.task_id, float("nan"))
+
+
+# -- listing, heartbeats, restarts ----------------------------------------
+
+
+async def test_list_is_newest_first_and_filters(store: TaskStore):
+    old = [await store.submit("old", {"i": i}) for i in range(3)]
+    await asyncio.gather(*(store.submit("new", {"i": i}) for i in range(150)))
+    assert [r.task_id for r in await store.list(algorithm="old")] == [r.task_id for r in reversed(old)]
+    await store.cancel(old[1].task_id)
+    assert [r.task_id for r in await store.list(status=TaskStatus.CANCELLED)] == [old[1].task_id]
+    newest = await store.list(limit=5)
+    assert len(newest) == 5 and {r.algorithm for r in newest} == {"new"}
+
+
+async def test_a_worker_without_heartbeats_drops_out_of_the_live_list(store: TaskStore):
+    await store.beat("short-lived", {"algorithms": ["echo"]}, ttl_s=0.3)
+    await store.beat("steady", {"algorithms": ["echo"], "pid": 7}, ttl_s=30)
+    workers = {w["worker_id"]: w for w in await store.live_workers()}
+    assert set(workers) == {"short-lived", "steady"} and workers["steady"]["pid"] == 7
+
+    async def only_steady_left() -> bool:
+        return [w["worker_id"] for w in await store.live_workers()] == ["steady"]
+
+    await eventually(only_steady_left)
+
+
+async def test_tasks_survive_a_server_restart_on_the_same_data_dir(tmp_path):
+    server = EmbeddedRedis(tmp_path / "data")
+    try:
+        client = redis_pool(server.start())
+        store = TaskStore(client, prefix="restart")
+        running = await start(store, "w1")
+        await store.set_progress(running.task_id, 0.5, "half way")
+        queued = await store.submit("echo", {"keep": "me"})
+        with pytest.raises(DataDirInUse):
+            EmbeddedRedis(tmp_path / "data").start()
+        await client.aclose()
+        server.stop()
+        assert not server.running
+
+        client = redis_pool(server.start())
+        store = TaskStore(client, prefix="restart")
+        survivor = await store.get(running.task_id)
+        assert survivor is not None and survivor.status is TaskStatus.RUNNING
+        assert survivor.progress == 0.5 and survivor.progress_message == "half way"
+        claimed = await store.claim_next("w2", block_ms=1000)  # the queue survived too
+        assert claimed is not None and claimed.task_id == queued.task_id and claimed.payload == {"keep": "me"}
+        await client.aclose()
+    finally:
+        server.stop()
+
+
+async def _subscribers(client: Redis, channel: str) -> int:
+    return dict(await client.pubsub_numsub(channel)).get(channel, 0)
+
+
+async def _blocked_on_blmove(client: Redis, count: int) -> bool:
+    return sum(c.get("cmd") == "blmove" for c in await client.client_list()) >= count

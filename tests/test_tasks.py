@@ -1,0 +1,148 @@
+"""Long jobs: task references at once, records in Redis, waits, cancels, callbacks, redelivery."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import os
+import signal
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import httpx
+import pytest
+from ray import serve
+
+from engines.deploy import TASK_WORKER_APP
+from storage import TaskStatus
+from tests.conftest import CALLBACK_SECRET, Running, poll
+from tests.mcp_clients import http_session
+from tests.test_limits import marked
+
+
+async def test_an_async_tool_answers_at_once_with_a_task_reference(server: Running):
+    async with http_session(server.url, server.auth) as session:
+        ref = (await session.call_tool("test-sleep-async", {"seconds": 1})).structured_content
+        assert ref["status"] == "queued" and ref["resource"] == f"task://{ref['task_id']}"
+        assert ref["poll_after_s"] > 0
+        done = (await session.call_tool("wait_task", {"task_id": ref["task_id"], "timeout_s": 30})).structured_content
+        assert done["status"] == "succeeded" and done["result"] == {"slept": 1}
+        assert done["attempts"] == 1 and done["started_at"] >= done["created_at"]
+        resource = await session.read_resource(f"task://{ref['task_id']}")
+        assert json.loads(resource.contents[0].text)["status"] == "succeeded"
+        listed = (await session.call_tool("list_tasks", {"algorithm": "test-sleep-async"})).structured_content
+        assert ref["task_id"] in [t["task_id"] for t in listed["tasks"]]
+
+
+async def test_wait_task_returns_the_running_record_when_time_is_up(server: Running):
+    async with http_session(server.url, server.auth) as session:
+        ref = (await session.call_tool("test-sleep-async", {"seconds": 5})).structured_content
+        record = (await session.call_tool("wait_task", {"task_id": ref["task_id"], "timeout_s": 0.5}))
+        assert record.structured_content["status"] in ("queued", "running")
+        too_long = await session.call_tool("wait_task", {"task_id": ref["task_id"], "timeout_s": 120})
+        assert too_long.is_error and "timeout_s" in too_long.content[0].text
+
+
+async def test_auto_mode_answers_inline_when_quick_and_with_a_reference_when_not(server: Running):
+    async with http_session(server.url, server.auth) as session:
+        quick = await session.call_tool("test-sleep-auto", {"seconds": 0.1})
+        slow = await session.call_tool("test-sleep-auto", {"seconds": 4})
+    assert quick.structured_content == {"slept": 0.1}
+    assert slow.structured_content["status"] in ("queued", "running") and "task_id" in slow.structured_content
+
+
+async def test_unknown_tasks_are_clear_errors(server: Running):
+    async with http_session(server.url, server.auth) as session:
+        result = await session.call_tool("get_task", {"task_id": "ab" * 16})
+    assert result.is_error and "no task 'abab" in result.content[0].text
+    async with httpx.AsyncClient(base_url=server.url, headers=server.auth) as http:
+        assert (await http.get(f"/tasks/{'cd' * 16}")).status_code == 404
+
+
+async def test_rest_submit_read_and_cancel(server: Running, tmp_path: Path):
+    marker = tmp_path / "rest-task"
+    async with httpx.AsyncClient(base_url=server.url, headers=server.auth) as http:
+        submitted = await http.post("/tasks/test-sleep-async", json={"input": {"seconds": 60, "marker": str(marker)}})
+        assert submitted.status_code == 202
+        task_id = submitted.json()["task_id"]
+        await poll(marked(marker, "started"))
+        assert (await http.get(f"/tasks/{task_id}")).json()["status"] == "running"
+        cancelled = await http.delete(f"/tasks/{task_id}")
+        assert cancelled.json()["status"] == "cancelled"
+        bad = await http.post("/tasks/test-sleep-async", json={"input": {"seconds": -1}})
+        assert bad.status_code == 422 and bad.json()["error"]["problems"] == ["seconds: must be >= 0 (got -1)"]
+    assert await poll(marked(marker, "cancelled"), timeout_s=20)  # the replica's work stopped
+
+
+async def test_cancelling_a_queued_task_means_it_never_runs(server: Running, tmp_path: Path):
+    queue = server.gateway.queue
+    blockers = [await queue.submit("test-sleep", {"seconds": 3}) for _ in range(3)]
+    marker = tmp_path / "never"
+    queued = await queue.submit("test-sleep", {"seconds": 0, "marker": str(marker)})
+    assert (await queue.cancel(queued.task_id)).status is TaskStatus.CANCELLED
+    for blocker in blockers:
+        assert (await queue.wait(blocker.task_id, 60)).status is TaskStatus.SUCCEEDED
+    assert not marker.exists()
+
+
+@pytest.fixture
+def callback_receiver() -> Iterator[tuple[str, list[tuple[dict, str, bytes]]]]:
+    received: list[tuple[dict, str, bytes]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            received.append((json.loads(body), self.headers.get("X-Algo-MCP-Signature", ""), body))
+            self.send_response(204)
+            self.end_headers()
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/hook", received
+    server.shutdown()
+    server.server_close()
+
+
+async def test_callbacks_arrive_signed_with_the_final_record(server: Running, callback_receiver):
+    url, received = callback_receiver
+    record = await server.gateway.queue.submit("test-sleep-async", {"seconds": 0.2}, callback_url=url)
+    await poll(lambda: received, timeout_s=30)
+    body, signature, raw = received[0]
+    assert body["task_id"] == record.task_id and body["status"] == "succeeded"
+    assert signature == "sha256=" + hmac.new(CALLBACK_SECRET.encode(), raw, hashlib.sha256).hexdigest()
+
+
+async def test_callback_urls_must_be_public(server: Running):
+    async with httpx.AsyncClient(base_url=server.url, headers=server.auth) as http:
+        response = await http.post("/tasks/test-sleep-async",
+                                   json={"input": {"seconds": 0}, "callback_url": "http://169.254.169.254/latest"})
+    assert response.status_code == 422
+    assert response.json()["error"]["problems"] == ["callback_url: address 169.254.169.254 is not public"]
+
+
+async def test_many_concurrent_submissions_all_end_and_run_once(server: Running):
+    queue = server.gateway.queue
+    records = await asyncio.gather(*(queue.submit("test-sleep-async", {"seconds": 0}) for _ in range(200)))
+    finals = await asyncio.gather(*(queue.wait(r.task_id, 120) for r in records))
+    assert {f.status for f in finals} == {TaskStatus.SUCCEEDED}
+    assert {f.attempts for f in finals} == {1}
+
+
+async def test_a_killed_worker_is_replaced_and_its_task_redelivered(server: Running, tmp_path: Path):
+    marker = tmp_path / "redelivered"
+    record = await server.gateway.queue.submit("test-sleep-async", {"seconds": 2, "marker": str(marker)})
+    await poll(marked(marker, "started"))
+    worker = serve.get_deployment_handle(TASK_WORKER_APP, app_name=TASK_WORKER_APP)
+    status = await worker.status.remote()
+    assert record.task_id in status["running"]
+    os.kill(status["pid"], signal.SIGKILL)
+    final = await server.gateway.queue.wait(record.task_id, 120)
+    assert final.status is TaskStatus.SUCCEEDED and final.result == {"slept": 2}
+    assert final.attempts == 2
