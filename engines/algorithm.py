@@ -13,7 +13,7 @@ from typing import ClassVar
 
 from pydantic import BaseModel
 
-from engines import progress
+from engines import task_context
 
 
 class Algorithm:
@@ -42,7 +42,12 @@ class Algorithm:
     @staticmethod
     async def report_progress(fraction: float, message: str | None = None) -> bool:
         """Tell a queued task's caller how far along it is; False means it was cancelled: stop."""
-        return await progress.report_progress(fraction, message)
+        return await task_context.report_progress(fraction, message)
+
+    @staticmethod
+    async def save_output(name: str, data: bytes, content_type: str) -> dict:
+        """Store a produced file under ``outputs/<task_id>/``; returns ``{url, key, content_type, bytes}``."""
+        return await task_context.save_output(name, data, content_type)
 
     @classmethod
     def overrides_predict(cls) -> bool:

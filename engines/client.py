@@ -19,8 +19,8 @@ from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
 from ray.serve.handle import DeploymentHandle
 
 from engines.errors import AlgoError, Busy, TimedOut, Unavailable
-from engines.progress import TaskQueueConfig
 from engines.registry import Entry, Registry
+from engines.task_context import TaskQueueConfig
 from engines.validation import validate_input
 
 log = logging.getLogger(__name__)
@@ -35,6 +35,8 @@ class AlgorithmClient:
         self.registry = registry
         self._handles: dict[str, DeploymentHandle] = {}
         self._latency_s: dict[str, float] = {}
+        #: where replicas write progress and outputs; set once the task queue runs
+        self.context: TaskQueueConfig | None = None
 
     def handle(self, name: str) -> DeploymentHandle:
         """A handle per algorithm, made on first use (a registry may list many)."""
@@ -52,20 +54,20 @@ class AlgorithmClient:
         entry, inp = self.validate(name, arguments)
         return await self.call(entry, inp)
 
-    async def call(self, entry: Entry, inp: BaseModel,
-                   task: tuple[TaskQueueConfig, str] | None = None) -> dict[str, Any]:
+    async def call(self, entry: Entry, inp: BaseModel, task_id: str | None = None) -> dict[str, Any]:
         """Run an already validated input, honouring the entry's timeout.
 
         If the caller is cancelled (the MCP client cancelled, the HTTP client
         went away, the task was cancelled) the Serve request is cancelled too,
-        so the replica stops work. ``task`` lets the algorithm report progress.
+        so the replica stops work. ``task_id`` lets the algorithm report progress.
         """
-        return await self.call_deployment(entry.name, inp, entry.spec.timeout_s, task)
+        return await self.call_deployment(entry.name, inp, entry.spec.timeout_s, task_id)
 
     async def call_deployment(self, name: str, inp: BaseModel | dict[str, Any], timeout_s: float,
-                              task: tuple[TaskQueueConfig, str] | None = None) -> dict[str, Any]:
+                              task_id: str | None = None) -> dict[str, Any]:
         """Call a deployment by name; a dict input is validated by the replica (the task worker's way)."""
-        response = self.handle(name).remote(inp, task)
+        context = (self.context, task_id) if self.context is not None else None
+        response = self.handle(name).remote(inp, context)
         loop = asyncio.get_running_loop()
         started = loop.time()
         try:

@@ -22,10 +22,10 @@ from ray.serve.api import RunTarget, _run_many
 
 from engines.errors import NotConfigured, Unavailable
 from engines.external import ExternalAPI
-from engines.progress import TaskQueueConfig
 from engines.registry import Entry, Registry
 from engines.replica import AlgorithmReplica
 from engines.settings import Settings
+from engines.task_context import TaskQueueConfig
 from engines.task_worker import TaskWorker
 
 log = logging.getLogger(__name__)

@@ -13,11 +13,10 @@ from typing import Any
 from pydantic import BaseModel
 from ray import serve
 
-from engines import progress
-from engines.progress import TaskQueueConfig
+from engines import task_context
 from engines.registry import BatchSpec, import_target
+from engines.task_context import TaskQueueConfig
 from engines.validation import validate_input
-from storage import TaskStore, redis_pool
 
 
 @serve.deployment
@@ -30,7 +29,6 @@ class AlgorithmReplica:
         self._algo = cls()
         self._batched = batch is not None
         self._fingerprint = fingerprint
-        self._store: TaskStore | None = None
         if batch is not None:
             self._predict_batched.set_max_batch_size(batch.max_batch_size)
             self._predict_batched.set_batch_wait_timeout_s(batch.batch_wait_timeout_s)
@@ -38,14 +36,6 @@ class AlgorithmReplica:
 
     async def __del__(self) -> None:
         await self._algo.close()
-        if self._store is not None:
-            await self._store.redis.aclose()
-
-    def _task_store(self, config: TaskQueueConfig) -> TaskStore:
-        """One store per replica for progress writes, made on the first queued call."""
-        if self._store is None:
-            self._store = TaskStore(redis_pool(config.redis_url), prefix=config.prefix)
-        return self._store
 
     def fingerprint(self) -> str:
         """What this replica was deployed with; a gateway compares it before redeploying."""
@@ -56,12 +46,11 @@ class AlgorithmReplica:
         return await self._algo.predict_batch(inputs)
 
     async def __call__(self, inp: BaseModel | dict[str, Any],
-                       task: tuple[TaskQueueConfig, str] | None = None) -> dict[str, Any]:
+                       context: tuple[TaskQueueConfig, str | None] | None = None) -> dict[str, Any]:
         if isinstance(inp, dict):  # a task payload, validated at submission: this only rebuilds the model
             inp = validate_input(self._input, inp)
-        if task is not None:
-            config, task_id = task
-            progress.bind(self._task_store(config), task_id)
+        if context is not None:
+            task_context.bind(*context)
         out = await (self._predict_batched(inp) if self._batched else self._algo.predict(inp))
         if not isinstance(out, self._output):
             out = self._output.model_validate(out)

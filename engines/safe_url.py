@@ -14,6 +14,8 @@ import ipaddress
 import socket
 from urllib.parse import urlsplit
 
+import httpx
+
 from engines.errors import ValidationFailed
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -54,3 +56,38 @@ async def check_public_url(field: str, url: str, allowlist: str | None = None) -
             continue
         if not _public(address):
             raise ValidationFailed([f"{field}: address {address} is not public"])
+
+
+MAX_REDIRECTS = 3
+
+
+async def fetch_public(field: str, url: str, *, max_bytes: int, timeout_s: float,
+                       allowlist: str | None = None) -> tuple[bytes, str]:
+    """GET a public URL, re-checking every redirect, streaming at most ``max_bytes``.
+
+    Returns the body and its content type; every refusal names ``field``.
+    """
+    async with httpx.AsyncClient(timeout=timeout_s, follow_redirects=False) as http:
+        for _ in range(MAX_REDIRECTS + 1):
+            await check_public_url(field, url, allowlist)
+            try:
+                async with http.stream("GET", url) as response:
+                    if response.is_redirect:
+                        url = str(response.next_request.url) if response.next_request else ""
+                        continue
+                    if not response.is_success:
+                        raise ValidationFailed([f"{field}: fetching it answered HTTP {response.status_code}"])
+                    declared = response.headers.get("content-length", "")
+                    if declared.isdigit() and int(declared) > max_bytes:
+                        raise ValidationFailed([f"{field}: {declared} bytes exceeds max {max_bytes}"])
+                    body = bytearray()
+                    async for chunk in response.aiter_bytes():
+                        body += chunk
+                        if len(body) > max_bytes:
+                            raise ValidationFailed([f"{field}: more than max {max_bytes} bytes"])
+                    return bytes(body), response.headers.get("content-type", "application/octet-stream")
+            except httpx.TimeoutException:
+                raise ValidationFailed([f"{field}: no answer within {timeout_s:g} s"]) from None
+            except httpx.TransportError as exc:
+                raise ValidationFailed([f"{field}: could not fetch it ({type(exc).__name__})"]) from None
+    raise ValidationFailed([f"{field}: more than {MAX_REDIRECTS} redirects"])

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from platformdirs import user_data_dir
 from pydantic import Field, SecretStr
@@ -55,10 +56,25 @@ class Settings(BaseSettings):
     callback_secret: SecretStr | None = Field(None, description="HMAC-SHA256 key for callback signatures")
     fetch_allowlist: str | None = Field(None, description="hosts, IPs or CIDRs outbound fetches may reach")
 
+    # outputs: a local folder by default, S3-compatible (AWS, Aliyun OSS, MinIO) when S3_BUCKET is set
+    object_store_dir: Path | None = Field(None, description="the local store's folder (default DATA_DIR/objects)")
+    public_base_url: str | None = Field(None, description="how callers reach this gateway, for local links")
+    object_url_secret: SecretStr | None = Field(None, description="signs local links (default: kept in DATA_DIR)")
+    output_url_expires_seconds: int = Field(24 * 3600, ge=1, le=7 * 24 * 3600)
+    s3_bucket: str | None = None
+    s3_endpoint_url: str | None = None
+    s3_region: str | None = None
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: SecretStr | None = None
+    s3_addressing_style: Literal["auto", "path", "virtual"] = "auto"
+
     # external APIs: keys are secrets and never logged
     sentiment_api_url: str | None = None
     sentiment_api_key: SecretStr | None = None
     nanobanana_api_key: SecretStr | None = None
+    nanobanana_base_url: str = "https://api.nanobananaapi.ai"
+    nanobanana_callback_url: str = Field("", description="sent as callBackUrl; we poll, so it may stay empty")
+    nanobanana_poll_interval_seconds: float = Field(3, gt=0)
 
 
 @lru_cache(maxsize=1)

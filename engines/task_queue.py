@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -18,10 +19,11 @@ from pydantic import BaseModel, Field
 
 from engines.client import AlgorithmClient
 from engines.errors import AlgoError, NotConfigured, ValidationFailed
-from engines.progress import TaskQueueConfig
 from engines.safe_url import check_public_url
 from engines.settings import Settings
+from engines.task_context import ObjectStoreConfig, TaskQueueConfig
 from storage import EmbeddedRedis, TaskRecord, TaskStatus, TaskStore, redis_pool
+from storage.objects import ObjectStore, S3ObjectStore
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +52,29 @@ class UnknownTask(AlgoError):
         super().__init__(f"no task {task_id!r} (it may have expired)")
 
 
+def _url_secret(settings: Settings) -> str:
+    """The local links' signing key: configured, or made once and kept in DATA_DIR for restarts."""
+    if settings.object_url_secret:
+        return settings.object_url_secret.get_secret_value()
+    path = settings.data_dir / "object-url-secret"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_hex(32))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def object_store_config(settings: Settings) -> ObjectStoreConfig:
+    base_url = settings.public_base_url or f"http://{settings.service_host}:{settings.service_port}"
+    s3_secret = settings.s3_secret_access_key
+    return ObjectStoreConfig(
+        bucket=settings.s3_bucket, local_dir=str(settings.object_store_dir or settings.data_dir / "objects"),
+        base_url=base_url, signing_secret=_url_secret(settings), endpoint_url=settings.s3_endpoint_url,
+        region=settings.s3_region, access_key_id=settings.s3_access_key_id,
+        secret_access_key=s3_secret.get_secret_value() if s3_secret else None,
+        addressing_style=settings.s3_addressing_style, url_expires_s=settings.output_url_expires_seconds)
+
+
 class TaskQueue:
     """Submit, read, wait for and cancel tasks; usable once :meth:`running` has started it."""
 
@@ -58,6 +83,7 @@ class TaskQueue:
         self.client = client
         self._store: TaskStore | None = None
         self.config: TaskQueueConfig | None = None
+        self.objects: ObjectStore | None = None
 
     @property
     def store(self) -> TaskStore:
@@ -78,7 +104,11 @@ class TaskQueue:
         redis = redis_pool(url)
         self._store = TaskStore(redis, prefix=settings.task_key_prefix, task_ttl_s=settings.task_ttl_seconds,
                                 visibility_timeout_s=settings.task_visibility_timeout_seconds)
-        self.config = TaskQueueConfig(url, settings.task_key_prefix)
+        self.config = TaskQueueConfig(url, settings.task_key_prefix, object_store_config(settings))
+        self.client.context = self.config
+        self.objects = self.config.objects.open()
+        if isinstance(self.objects, S3ObjectStore):
+            await self.objects.ensure_bucket()
         beat = asyncio.create_task(self._heartbeat(worker_id))
         try:
             yield self

@@ -19,8 +19,8 @@ from ray import serve
 from engines.callbacks import deliver_callback
 from engines.client import AlgorithmClient
 from engines.errors import AlgoError, Busy
-from engines.progress import TaskQueueConfig
 from engines.registry import Registry
+from engines.task_context import TaskQueueConfig
 from storage import TaskRecord, TaskStatus, TaskStore, redis_pool
 
 log = logging.getLogger(__name__)
@@ -39,9 +39,9 @@ class TaskWorker:
                        visibility_timeout_s: float, callback_secret: str | None, fingerprint: str) -> None:
         self._fingerprint = fingerprint
         self._client = AlgorithmClient(Registry([]))  # calls deployments by name; the gateway validated
+        self._client.context = queue
         self._redis = redis_pool(queue.redis_url)
         self._store = TaskStore(self._redis, prefix=queue.prefix, visibility_timeout_s=visibility_timeout_s)
-        self._queue = queue
         self._worker_id = f"task-worker:{serve.get_replica_context().replica_id.unique_id}"
         self._slots = asyncio.Semaphore(concurrency)
         self._running: dict[str, asyncio.Task] = {}
@@ -107,7 +107,7 @@ class TaskWorker:
         while True:  # a busy algorithm is waited for, not failed: its limit is the backpressure
             try:
                 return await self._client.call_deployment(record.algorithm, record.payload, timeout_s,
-                                                          task=(self._queue, record.task_id))
+                                                          task_id=record.task_id)
             except Busy as busy:
                 await asyncio.sleep(busy.retry_after_s)
 

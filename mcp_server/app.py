@@ -21,9 +21,10 @@ from engines import cluster, deploy
 from engines.client import AlgorithmClient
 from engines.registry import Registry
 from engines.settings import Settings, get_settings
-from engines.task_queue import TaskQueue
+from engines.task_queue import TaskQueue, object_store_config
 from mcp_server.auth import BearerAuth
 from mcp_server.body_limit import BodyLimit
+from mcp_server.object_routes import object_routes
 from mcp_server.rest import rest_app
 from mcp_server.task_tools import add_task_tools
 from mcp_server.tools import algorithm_tools
@@ -50,6 +51,9 @@ class Gateway:
         app = self.mcp.http_app(path="/mcp", middleware=middleware)
         sse = self.mcp.http_app(transport="sse", path="/sse")
         app.router.routes.extend(r for r in sse.routes if getattr(r, "path", None) in ("/sse", "/messages"))
+        objects = object_store_config(self.settings)
+        if not objects.bucket:  # S3 links are presigned; local ones are served here
+            app.router.routes.extend(object_routes(objects.open()))
         app.router.routes.append(Mount("/", app=rest_app(self.queue)))
         return app
 

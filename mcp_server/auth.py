@@ -1,4 +1,4 @@
-"""Bearer-token guard for every HTTP route but ``/healthz``: MCP (``/mcp``, ``/sse``) and REST alike.
+"""Bearer-token guard for every HTTP route but ``/healthz`` and signed ``/objects/`` links.
 
 Pure ASGI rather than ``BaseHTTPMiddleware`` so SSE streams pass through
 untouched. The comparison is constant-time.
@@ -12,6 +12,7 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 OPEN_PATHS = frozenset({"/healthz"})
+OPEN_PREFIXES = ("/objects/",)  # signed links: the signature is the credential
 
 
 class BearerAuth:
@@ -20,7 +21,8 @@ class BearerAuth:
         self._expected = f"Bearer {token}".encode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] not in OPEN_PATHS:
+        path = scope["path"] if scope["type"] == "http" else ""
+        if path and path not in OPEN_PATHS and not path.startswith(OPEN_PREFIXES):
             given = dict(scope["headers"]).get(b"authorization", b"")
             if not hmac.compare_digest(given, self._expected):
                 problem = "missing bearer token" if not given else "invalid bearer token"

@@ -12,11 +12,13 @@ from typing import Annotated, Any, Literal
 
 from fastmcp import Context, FastMCP
 from fastmcp.exceptions import ResourceError, ToolError
+from fastmcp.tools import ToolResult
 from mcp_types import ToolAnnotations
 from pydantic import Field
 
 from engines.errors import AlgoError
 from engines.task_queue import TaskQueue
+from mcp_server.inline_media import with_inline_images
 
 MAX_WAIT_S = 50
 Status = Literal["queued", "running", "succeeded", "failed", "cancelled"]
@@ -41,13 +43,13 @@ def add_task_tools(mcp: FastMCP, queue: TaskQueue) -> None:
             raise ToolError(err.message) from None
 
     @mcp.tool(annotations=READ_ONLY)
-    async def get_task(task_id: TaskId) -> dict[str, Any]:
+    async def get_task(task_id: TaskId) -> ToolResult:
         """The current record of a long job (status, progress, result or error)."""
-        return await guarded(_public(queue.get(task_id)))
+        return await with_inline_images(await guarded(_public(queue.get(task_id))), queue.objects)
 
     @mcp.tool(annotations=READ_ONLY)
     async def wait_task(task_id: TaskId, ctx: Context,
-                        timeout_s: Annotated[float, Field(ge=0, le=MAX_WAIT_S)] = 30) -> dict[str, Any]:
+                        timeout_s: Annotated[float, Field(ge=0, le=MAX_WAIT_S)] = 30) -> ToolResult:
         """Wait until a long job ends or timeout_s (at most 50) passes, then return its record.
 
         Progress is sent as notifications meanwhile; call again if it is still running."""
@@ -58,7 +60,7 @@ def add_task_tools(mcp: FastMCP, queue: TaskQueue) -> None:
                 await ctx.report_progress(record.progress, 1.0, record.progress_message or record.status.value)
             return (last or await queue.get(task_id)).public()
 
-        return await guarded(follow())
+        return await with_inline_images(await guarded(follow()), queue.objects)
 
     @mcp.tool(annotations=ToolAnnotations(destructive_hint=True, idempotent_hint=True, open_world_hint=False))
     async def cancel_task(task_id: TaskId) -> dict[str, Any]:

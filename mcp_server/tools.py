@@ -22,6 +22,7 @@ from engines.errors import AlgoError
 from engines.registry import Entry
 from engines.task_queue import TaskQueue, TaskRef, outcome
 from mcp_server.errors import tool_error
+from mcp_server.inline_media import with_inline_images
 
 
 def _output_schema(entry: Entry) -> dict[str, Any]:
@@ -58,7 +59,7 @@ class AlgorithmTool(Tool):
 
     async def run(self, arguments: dict[str, Any]) -> ToolResult:
         try:
-            return ToolResult(structured_content=await self._answer(arguments))
+            return await with_inline_images(await self._answer(arguments), self._queue.objects)
         except AlgoError as err:
             return tool_error(err)
 

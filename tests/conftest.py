@@ -24,12 +24,13 @@ os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 from engines.settings import Settings
 from mcp_server.app import Gateway, build_gateway
 from storage import EmbeddedRedis
-from tests.fake_apis import SentimentAPI, serve_sentiment_api
+from tests.fake_apis import NanoBananaAPI, SentimentAPI, serve_nanobanana_api, serve_sentiment_api
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "test-token-6f1d"
 SENTIMENT_KEY = "hf_secret_key_9c2e"
 CALLBACK_SECRET = "callback-secret-51a0"
+NANOBANANA_KEY = "nb_secret_key_77d3"
 START_DEADLINE_S = 300
 
 
@@ -59,6 +60,12 @@ def sentiment_api() -> Iterator[SentimentAPI]:
 
 
 @pytest.fixture(scope="session")
+def nanobanana_api() -> Iterator[NanoBananaAPI]:
+    with serve_nanobanana_api(NANOBANANA_KEY) as api:
+        yield api
+
+
+@pytest.fixture(scope="session")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The bundled Redis-compatible server, the same one the gateway starts by default, over TCP."""
     with EmbeddedRedis(tmp_path_factory.mktemp("redis")) as redis:
@@ -67,12 +74,14 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def server_env(tmp_path_factory: pytest.TempPathFactory, sentiment_api: SentimentAPI,
-               redis_url: str) -> dict[str, str]:
+               nanobanana_api: NanoBananaAPI, redis_url: str) -> dict[str, str]:
     """The settings of the session's gateway, as environment variables other gateways can share."""
-    return {"MCP_AUTH_TOKEN": TOKEN, "SENTIMENT_API_URL": sentiment_api.url, "SENTIMENT_API_KEY": SENTIMENT_KEY,
+    return {"MCP_AUTH_TOKEN": TOKEN, "SERVICE_PORT": str(free_port()), "SENTIMENT_API_URL": sentiment_api.url, "SENTIMENT_API_KEY": SENTIMENT_KEY,
             "REDIS_URL": redis_url, "DATA_DIR": str(tmp_path_factory.mktemp("data")),
             "CALLBACK_SECRET": CALLBACK_SECRET, "FETCH_ALLOWLIST": "127.0.0.1",
-            "TASK_VISIBILITY_TIMEOUT_SECONDS": "3", "SYNC_BUDGET_S": "2"}
+            "TASK_VISIBILITY_TIMEOUT_SECONDS": "3", "SYNC_BUDGET_S": "2",
+            "NANOBANANA_BASE_URL": nanobanana_api.url, "NANOBANANA_API_KEY": NANOBANANA_KEY,
+            "NANOBANANA_POLL_INTERVAL_SECONDS": "0.2"}
 
 
 @pytest.fixture(scope="session")
@@ -88,7 +97,7 @@ def settings(tmp_path_factory: pytest.TempPathFactory, server_env: dict[str, str
 async def server(settings: Settings, server_env: dict[str, str]) -> AsyncIterator[Running]:
     """The gateway over HTTP; its lifespan starts Ray, deploys, and shuts Ray down at the end."""
     gateway = build_gateway(settings)
-    port = free_port()
+    port = settings.service_port
     config = uvicorn.Config(gateway.http_app(), host="127.0.0.1", port=port, log_level="warning")
     http = uvicorn.Server(config)
     task = asyncio.create_task(http.serve())

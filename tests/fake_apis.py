@@ -68,3 +68,93 @@ def serve_sentiment_api(key: str) -> Iterator[SentimentAPI]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def png_bytes(size: int = 64) -> bytes:
+    from io import BytesIO
+
+    from PIL import Image
+
+    out = BytesIO()
+    Image.new("RGB", (size, size), (240, 120, 20)).save(out, format="PNG")
+    return out.getvalue()
+
+
+@dataclass
+class NanoBananaAPI:
+    """The NanoBanana generate / record-info protocol. Prompts steer it: ``FAIL`` ends with
+    successFlag 2; otherwise the task reports 0 (generating) once, then 1 with an image URL."""
+
+    key: str
+    url: str = ""
+    generated: list[dict] = field(default_factory=list)
+    polls: dict[str, int] = field(default_factory=dict)
+
+
+def _nanobanana_handler(api: NanoBananaAPI) -> type[BaseHTTPRequestHandler]:
+    image = png_bytes()
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def _json(self, body: object) -> None:
+            data = json.dumps(body).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def _authorised(self) -> bool:
+            if self.headers.get("Authorization") == f"Bearer {api.key}":
+                return True
+            self._json({"code": 401, "msg": "You do not have access permissions", "data": None})
+            return False
+
+        def do_POST(self) -> None:
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            if not self._authorised():
+                return
+            task_id = f"nb{len(api.generated)}"
+            api.generated.append({**body, "taskId": task_id})
+            self._json({"code": 200, "msg": "success", "data": {"taskId": task_id}})
+
+        def do_GET(self) -> None:
+            path, _, query = self.path.partition("?")
+            if path.startswith("/images/"):
+                self.send_response(200)
+                self.send_header("Content-Type", "image/png")
+                self.send_header("Content-Length", str(len(image)))
+                self.end_headers()
+                self.wfile.write(image)
+                return
+            if not self._authorised():
+                return
+            task_id = query.removeprefix("taskId=")
+            request = next(g for g in api.generated if g["taskId"] == task_id)
+            api.polls[task_id] = api.polls.get(task_id, 0) + 1
+            if "FAIL" in request["prompt"]:
+                data = {"taskId": task_id, "successFlag": 2, "errorMessage": "content policy violation"}
+            elif api.polls[task_id] < 2:
+                data = {"taskId": task_id, "successFlag": 0}
+            else:
+                data = {"taskId": task_id, "successFlag": 1,
+                        "response": {"resultImageUrl": f"{api.url}/images/{task_id}.png"}}
+            self._json({"code": 200, "msg": "success", "data": data})
+
+    return Handler
+
+
+@contextmanager
+def serve_nanobanana_api(key: str) -> Iterator[NanoBananaAPI]:
+    api = NanoBananaAPI(key=key)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _nanobanana_handler(api))
+    api.url = f"http://127.0.0.1:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield api
+    finally:
+        server.shutdown()
+        server.server_close()
