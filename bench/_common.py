@@ -90,7 +90,7 @@ def concurrent(callers: int) -> Measure:
 
 async def compare(calls: dict[str, Call], measure: Measure, *, n: int, warmup: int,
                   rounds: int = 3) -> dict[str, Stats]:
-    """Warm every variant up, then measure them in turn for ``rounds`` rounds (``n`` calls in all each).
+    """Warm every variant up, then measure them in turn: ``rounds`` rounds of ``n // rounds`` calls each.
 
     The order flips every round so no variant always runs right after another.
     """

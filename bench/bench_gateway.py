@@ -83,15 +83,12 @@ def stdio(command: str, *args: str, **env: str) -> Client:
     return Client(transport)
 
 
-def echo_call(client: Client, tool: str) -> Call:
-    return lambda: client.call_tool(tool, ARGS)
-
-
 async def checked(client: Client, tool: str) -> Call:
+    """A call of ``tool`` on ``client``, once checked to echo its argument."""
     result = await client.call_tool(tool, ARGS)
     if result.structured_content != ARGS:
         raise RuntimeError(f"{tool} answered {result.structured_content!r}, not {ARGS!r}")
-    return echo_call(client, tool)
+    return lambda: client.call_tool(tool, ARGS)
 
 
 async def compare_rows(transport: str, servers: list[tuple[str, str, Call]], goal: float) -> list[list[str]]:

@@ -31,7 +31,10 @@ from engines.task_worker import TaskWorker
 log = logging.getLogger(__name__)
 
 DEPLOY_TIMEOUT_S = 300.0
-TASK_WORKER_APP = "algo-mcp-task-worker"
+def task_worker_app_name(queue: TaskQueueConfig) -> str:
+    """One worker application per task queue (Redis and prefix), so gateways on different
+    queues can share a cluster without taking each other's worker."""
+    return f"algo-mcp-task-worker-{_digest(queue.redis_url, queue.prefix)[:8]}"
 _POLL_S = 0.2
 
 
@@ -124,7 +127,7 @@ def _task_worker_app(settings: Settings, queue: TaskQueueConfig) -> tuple[str, A
             settings.heartbeat_ttl_seconds, settings.task_visibility_timeout_seconds, secret)
     env = {"FETCH_ALLOWLIST": settings.fetch_allowlist or ""}
     fp = _digest(args, env, settings.task_workers)
-    options = {"name": TASK_WORKER_APP, "num_replicas": settings.task_workers,
+    options = {"name": task_worker_app_name(queue), "num_replicas": settings.task_workers,
                "ray_actor_options": {"num_cpus": 0.1, "runtime_env": {"env_vars": env}}}
     return fp, TaskWorker.options(**options).bind(*args, fingerprint=fp)
 
@@ -133,7 +136,7 @@ async def deploy_all(registry: Registry, settings: Settings, queue: TaskQueueCon
     """Deploy every algorithm and the task worker unless already running as declared; wait for all."""
     check_resources(registry)
     planned = [(entry.name, *_algorithm_app(entry, settings)) for entry in registry]
-    planned.append((TASK_WORKER_APP, *_task_worker_app(settings, queue)))
+    planned.append((task_worker_app_name(queue), *_task_worker_app(settings, queue)))
     targets = []
     for name, fp, app in planned:
         if await _running_fingerprint(name) == fp:
@@ -149,11 +152,11 @@ async def deploy_all(registry: Registry, settings: Settings, queue: TaskQueueCon
     log.info("deployed %s", ", ".join(t.name for t in targets))
 
 
-def readiness(registry: Registry) -> dict[str, dict[str, str]]:
+def readiness(registry: Registry, queue: TaskQueueConfig | None) -> dict[str, dict[str, str]]:
     """Per-algorithm (and task worker) Serve status for ``/healthz``."""
     apps = serve.status().applications
     out = {}
-    for name in [*registry.names(), TASK_WORKER_APP]:
+    for name in [*registry.names(), *([task_worker_app_name(queue)] if queue else [])]:
         app = apps.get(name)
         out[name] = {"status": app.status.value if app else "NOT_STARTED",
                      "message": app.message if app else ""}

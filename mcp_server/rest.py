@@ -101,7 +101,7 @@ def rest_app(queue: TaskQueue) -> FastAPI:
 
     @app.get("/healthz", tags=["health"], summary="per-algorithm readiness and live workers")
     async def healthz() -> JSONResponse:
-        algorithms = await asyncio.to_thread(deploy.readiness, registry)
+        algorithms = await asyncio.to_thread(deploy.readiness, registry, queue.config)
         ready = all(a["status"] == "RUNNING" for a in algorithms.values())
         try:
             workers = await queue.store.live_workers()

@@ -76,7 +76,8 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def server_env(tmp_path_factory: pytest.TempPathFactory, sentiment_api: SentimentAPI,
                nanobanana_api: NanoBananaAPI, redis_url: str) -> dict[str, str]:
     """The settings of the session's gateway, as environment variables other gateways can share."""
-    return {"MCP_AUTH_TOKEN": TOKEN, "SERVICE_PORT": str(free_port()), "SENTIMENT_API_URL": sentiment_api.url, "SENTIMENT_API_KEY": SENTIMENT_KEY,
+    return {"MCP_AUTH_TOKEN": TOKEN, "SERVICE_PORT": str(free_port()),
+            "SENTIMENT_API_URL": sentiment_api.url, "SENTIMENT_API_KEY": SENTIMENT_KEY,
             "REDIS_URL": redis_url, "DATA_DIR": str(tmp_path_factory.mktemp("data")),
             "CALLBACK_SECRET": CALLBACK_SECRET, "FETCH_ALLOWLIST": "127.0.0.1",
             "TASK_VISIBILITY_TIMEOUT_SECONDS": "3", "SYNC_BUDGET_S": "2",

@@ -17,7 +17,7 @@ import httpx
 import pytest
 from ray import serve
 
-from engines.deploy import TASK_WORKER_APP
+from engines.deploy import task_worker_app_name
 from storage import TaskStatus
 from tests.conftest import CALLBACK_SECRET, Running, poll
 from tests.mcp_clients import http_session
@@ -139,7 +139,8 @@ async def test_a_killed_worker_is_replaced_and_its_task_redelivered(server: Runn
     marker = tmp_path / "redelivered"
     record = await server.gateway.queue.submit("test-sleep-async", {"seconds": 2, "marker": str(marker)})
     await poll(marked(marker, "started"))
-    worker = serve.get_deployment_handle(TASK_WORKER_APP, app_name=TASK_WORKER_APP)
+    name = task_worker_app_name(server.gateway.queue.config)
+    worker = serve.get_deployment_handle(name, app_name=name)
     status = await worker.status.remote()
     assert record.task_id in status["running"]
     os.kill(status["pid"], signal.SIGKILL)
