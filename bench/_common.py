@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import engines  # noqa: F401  (sets Ray Serve's request-path env before anything imports ray.serve)
+
 Call = Callable[[], Awaitable[object]]
 #: runs ``call`` ``n`` times (per caller, for concurrent loops) and returns what it saw
 Measure = Callable[[Call, int], Awaitable["Sample"]]

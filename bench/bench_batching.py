@@ -1,9 +1,9 @@
 """Dynamic batching: ``text-embedding`` (MiniLM) with 32 concurrent callers, batching on vs off.
 
-Both variants are the registry's ``text-embedding`` entry with only the name,
-``batch`` and CPUs changed, deployed side by side and measured one after the
-other (alternating rounds) through ``engines.client.AlgorithmClient``, the
-path every gateway call takes. Goal: calls/s(batched) / calls/s(unbatched) ≥ 4.
+Both variants are the registry's ``text-embedding`` entry under a new name, with
+``batch`` on or off and 1 CPU each, deployed side by side and measured one after
+the other (alternating rounds) through ``engines.client.AlgorithmClient``, the
+path every gateway call takes. Goal: calls/s(batched) / calls/s(unbatched) ≥ 4x.
 
 Run from the repo root: ``python bench/bench_batching.py``.
 """
@@ -35,9 +35,13 @@ def variant(spec: AlgorithmSpec, name: str, batch: BatchSpec | None) -> Algorith
 
 
 def deploy(registry: Registry, settings: Settings) -> None:
-    """The replicas ``engines.deploy`` would run for these entries, without the rest of a gateway."""
-    serve.run_many([serve.RunTarget(name=e.name, route_prefix=None, target=AlgorithmReplica.options(
-        **deployment_options(e, settings)).bind(e.spec.target, e.spec.batch, "bench")) for e in registry])
+    """The replicas ``engines.deploy`` would run for these entries, without a gateway's task worker."""
+    targets = []
+    for entry in registry:
+        replica = AlgorithmReplica.options(**deployment_options(entry, settings))
+        app = replica.bind(entry.spec.target, entry.spec.batch, "bench")
+        targets.append(serve.RunTarget(target=app, name=entry.name, route_prefix=None))
+    serve.run_many(targets)  # waits until they are RUNNING
 
 
 def embed_call(client: AlgorithmClient, name: str) -> Call:

@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 _TOKEN_FILE = Path.home() / ".ray" / "auth_token"
 
 
-def _prepare_env(settings: Settings) -> None:
+def prepare_env(settings: Settings) -> None:
     """Environment Ray reads at import and start-up; set before ``import ray``."""
     # Ray reads "1"/"0"; the setting may come from .env, which Ray never sees.
     os.environ["RAY_SERVE_THROUGHPUT_OPTIMIZED"] = "1" if settings.ray_serve_throughput_optimized else "0"
@@ -42,7 +42,7 @@ class Connection:
 
 def connect(settings: Settings) -> Connection:
     """Join ``RAY_ADDRESS`` or start a local cluster (a no-op when Ray is already up)."""
-    _prepare_env(settings)
+    prepare_env(settings)
     import ray
     from ray import serve
 

@@ -38,7 +38,8 @@ class BatchSpec(BaseModel):
 class AlgorithmSpec(BaseModel):
     """What the registry knows about one algorithm: identity, limits, placement."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # validate_default: an omitted num_gpus is 0.0 like a written one, so fingerprints agree
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
 
     name: str = Field(pattern=r"^[a-z][a-z0-9_-]{0,63}$", description="tool name, REST path, deployment")
     kind: Kind

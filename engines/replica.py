@@ -14,6 +14,7 @@ from pydantic import BaseModel
 from ray import serve
 
 from engines import task_context
+from engines.batcher import Batcher
 from engines.registry import BatchSpec, import_target
 from engines.task_context import TaskQueueConfig
 from engines.validation import validate_input
@@ -27,11 +28,9 @@ class AlgorithmReplica:
         cls = import_target(target, where=target)
         self._input, self._output = cls.Input, cls.Output
         self._algo = cls()
-        self._batched = batch is not None
+        self._batcher = Batcher(self._algo.predict_batch, batch.max_batch_size, batch.batch_wait_timeout_s) \
+            if batch is not None else None
         self._fingerprint = fingerprint
-        if batch is not None:
-            self._predict_batched.set_max_batch_size(batch.max_batch_size)
-            self._predict_batched.set_batch_wait_timeout_s(batch.batch_wait_timeout_s)
         await self._algo.setup()
 
     async def __del__(self) -> None:
@@ -41,17 +40,13 @@ class AlgorithmReplica:
         """What this replica was deployed with; a gateway compares it before redeploying."""
         return self._fingerprint
 
-    @serve.batch
-    async def _predict_batched(self, inputs: list[BaseModel]) -> list[BaseModel]:
-        return await self._algo.predict_batch(inputs)
-
     async def __call__(self, inp: BaseModel | dict[str, Any],
                        context: tuple[TaskQueueConfig, str | None] | None = None) -> dict[str, Any]:
         if isinstance(inp, dict):  # a task payload, validated at submission: this only rebuilds the model
             inp = validate_input(self._input, inp)
         if context is not None:
             task_context.bind(*context)
-        out = await (self._predict_batched(inp) if self._batched else self._algo.predict(inp))
+        out = await (self._batcher.submit(inp) if self._batcher else self._algo.predict(inp))
         if not isinstance(out, self._output):
             out = self._output.model_validate(out)
         return out.model_dump(mode="json")

@@ -74,8 +74,13 @@ def build_gateway(settings: Settings | None = None, registry: Registry | None = 
         finally:
             await cluster.disconnect(conn)
 
-    mcp = FastMCP("algo-mcp", instructions=INSTRUCTIONS, lifespan=on_ray,
-                  providers=[algorithm_tools(queue)], mask_error_details=True)
+    tools = algorithm_tools(queue)
+    mcp = FastMCP("algo-mcp", instructions=INSTRUCTIONS, lifespan=on_ray, providers=[tools],
+                  mask_error_details=True)
+    # On the 2026-07-28 (sessionless) protocol the SDK checks Mcp-Param headers on every tools/call
+    # against the tool's schema, running the whole tools/list unless the server hands it a lookup;
+    # FastMCP 4.1 does not, so a call's cost grew with the number of tools. Ours is a dict lookup.
+    mcp._mcp_server.get_tool_input_schema = tools.input_schema
     add_task_tools(mcp, queue)
     return Gateway(settings, registry, client, queue, mcp)
 

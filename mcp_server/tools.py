@@ -88,6 +88,10 @@ class ToolTable(Provider):
     async def _get_tool(self, name: str, version: Any = None) -> Tool | None:
         return self._tools.get(name)
 
+    def input_schema(self, name: str) -> dict[str, Any] | None:
+        tool = self._tools.get(name)
+        return tool.parameters if tool else None
+
 
 def algorithm_tools(queue: TaskQueue) -> ToolTable:
     return ToolTable([AlgorithmTool.from_entry(e, queue) for e in queue.client.registry])
