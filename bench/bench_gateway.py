@@ -25,14 +25,13 @@ import uvicorn
 import yaml
 from _bare_echo import bare_server
 from _common import Call, compare, note, print_table, ratio_cell, run, sequential, stats_cells
-from fastmcp import Client, FastMCP
+from fastmcp import Client
 from fastmcp.client.transports import StdioTransport
 from starlette.applications import Starlette
 
 from engines.registry import AlgorithmSpec, Registry
 from engines.settings import Settings
-from mcp_server.app import Gateway, build_gateway
-from mcp_server.tools import ToolTable
+from mcp_server.app import Gateway, build_gateway, mcp_server
 
 BENCH = Path(__file__).resolve().parent
 ECHO = "local-echo"
@@ -54,10 +53,7 @@ def tools_only(gateway: Gateway) -> Gateway:
     That lifespan would deploy every entry; here only ``local-echo`` runs (the main
     gateway deployed it) and the tools make their Serve handles lazily, by name.
     """
-    tables = [p for p in gateway.mcp.providers if isinstance(p, ToolTable)]
-    mcp = FastMCP(gateway.mcp.name, instructions=gateway.mcp.instructions, providers=tables,
-                  mask_error_details=True)
-    return dataclasses.replace(gateway, mcp=mcp)
+    return dataclasses.replace(gateway, mcp=mcp_server(gateway.queue))
 
 
 @asynccontextmanager

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 
 from fastmcp import FastMCP
@@ -29,6 +29,7 @@ from mcp_server.rest import rest_app
 from mcp_server.task_tools import add_task_tools
 from mcp_server.tools import algorithm_tools
 
+Lifespan = Callable[[FastMCP], AbstractAsyncContextManager[dict]]
 INSTRUCTIONS = ("Each algorithm tool runs one registered algorithm on Ray Serve. Arguments are checked "
                 "against the tool's schema; a 'busy' error says after how many seconds to retry. Long "
                 "jobs answer at once with a task_id: follow them with wait_task (or read task://<id>).")
@@ -74,15 +75,20 @@ def build_gateway(settings: Settings | None = None, registry: Registry | None = 
         finally:
             await cluster.disconnect(conn)
 
+    return Gateway(settings, registry, client, queue, mcp_server(queue, lifespan=on_ray))
+
+
+def mcp_server(queue: TaskQueue, lifespan: Lifespan | None = None) -> FastMCP:
+    """The MCP face: one tool per algorithm, the task tools and the ``task://`` resource."""
     tools = algorithm_tools(queue)
-    mcp = FastMCP("algo-mcp", instructions=INSTRUCTIONS, lifespan=on_ray, providers=[tools],
+    mcp = FastMCP("algo-mcp", instructions=INSTRUCTIONS, lifespan=lifespan, providers=[tools],
                   mask_error_details=True)
     # On the 2026-07-28 (sessionless) protocol the SDK checks Mcp-Param headers on every tools/call
     # against the tool's schema, running the whole tools/list unless the server hands it a lookup;
     # FastMCP 4.1 does not, so a call's cost grew with the number of tools. Ours is a dict lookup.
     mcp._mcp_server.get_tool_input_schema = tools.input_schema
     add_task_tools(mcp, queue)
-    return Gateway(settings, registry, client, queue, mcp)
+    return mcp
 
 
 def create_server() -> FastMCP:

