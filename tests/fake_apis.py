@@ -57,17 +57,23 @@ def _handler(api: SentimentAPI) -> type[BaseHTTPRequestHandler]:
 
 
 @contextmanager
-def serve_sentiment_api(key: str) -> Iterator[SentimentAPI]:
-    api = SentimentAPI(key=key)
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(api))
-    api.url = f"http://127.0.0.1:{server.server_address[1]}/models/sentiment"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+def serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """Run ``handler`` on a free loopback port in a thread; yields its base URL."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        yield api
+        yield f"http://127.0.0.1:{server.server_address[1]}"
     finally:
         server.shutdown()
         server.server_close()
+
+
+@contextmanager
+def serve_sentiment_api(key: str) -> Iterator[SentimentAPI]:
+    api = SentimentAPI(key=key)
+    with serving(_handler(api)) as url:
+        api.url = f"{url}/models/sentiment"
+        yield api
 
 
 def png_bytes(size: int = 64) -> bytes:
@@ -149,12 +155,5 @@ def _nanobanana_handler(api: NanoBananaAPI) -> type[BaseHTTPRequestHandler]:
 @contextmanager
 def serve_nanobanana_api(key: str) -> Iterator[NanoBananaAPI]:
     api = NanoBananaAPI(key=key)
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _nanobanana_handler(api))
-    api.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(_nanobanana_handler(api)) as api.url:
         yield api
-    finally:
-        server.shutdown()
-        server.server_close()

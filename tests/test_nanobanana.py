@@ -47,3 +47,19 @@ async def test_image_urls_must_be_public(server: Running):
     final = await queue.wait(record.task_id, 45)
     assert final.status.value == "failed"
     assert final.error["message"] == "image_urls[0]: address 10.0.0.7 is not public"
+
+
+async def test_wait_task_sends_the_providers_progress(server: Running):
+    seen: list[tuple[float, str | None]] = []
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        seen.append((progress, message))
+
+    async with http_session(server.url, server.auth) as session:
+        ref = (await session.call_tool("nanobanana-image", {"prompt": "a slow fox"})).structured_content
+        done = await session.call_tool("wait_task", {"task_id": ref["task_id"], "timeout_s": 45},
+                                       progress_callback=on_progress)
+    assert done.structured_content["status"] == "succeeded"
+    messages = [m for _, m in seen]
+    assert "submitted to NanoBanana" in messages or "generating" in messages
+    assert [p for p, _ in seen] == sorted(p for p, _ in seen)

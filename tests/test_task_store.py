@@ -240,6 +240,17 @@ async def test_ended_tasks_expire_and_live_ones_do_not(make_store: StoreFactory,
     assert (await store.get(ended.task_id)).error == {"type": "ValueError", "message": "boom"}  # type: ignore[union-attr]
 
 
+async def test_an_expired_task_is_gone(make_store: StoreFactory):
+    store = make_store(task_ttl_s=1)
+    ended = await start(store, "w1")
+    await store.finish(ended.task_id, "succeeded", result={"ok": True})
+
+    async def gone() -> bool:
+        return await store.get(ended.task_id) is None
+
+    assert await eventually(gone, timeout_s=10)
+
+
 # -- waiting and watching ------------------------------------------------
 
 

@@ -8,9 +8,8 @@ import hmac
 import json
 import os
 import signal
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import httpx
@@ -20,6 +19,7 @@ from ray import serve
 from engines.deploy import task_worker_app_name
 from storage import TaskStatus
 from tests.conftest import CALLBACK_SECRET, Running, poll
+from tests.fake_apis import serving
 from tests.mcp_clients import http_session
 from tests.test_limits import marked
 
@@ -103,11 +103,8 @@ def callback_receiver() -> Iterator[tuple[str, list[tuple[dict, str, bytes]]]]:
             self.send_response(204)
             self.end_headers()
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/hook", received
-    server.shutdown()
-    server.server_close()
+    with serving(Handler) as url:
+        yield f"{url}/hook", received
 
 
 async def test_callbacks_arrive_signed_with_the_final_record(server: Running, callback_receiver):
@@ -147,3 +144,19 @@ async def test_a_killed_worker_is_replaced_and_its_task_redelivered(server: Runn
     final = await server.gateway.queue.wait(record.task_id, 120)
     assert final.status is TaskStatus.SUCCEEDED and final.result == {"slept": 2}
     assert final.attempts == 2
+
+
+async def test_a_task_past_its_timeout_fails_with_timed_out(server: Running):
+    record = await server.gateway.queue.submit("test-timeout", {"seconds": 30})
+    final = await server.gateway.queue.wait(record.task_id, 60)
+    assert final.status is TaskStatus.FAILED
+    assert final.error == {"type": "timed_out", "message": "test-timeout timed out after 0.5 s"}
+
+
+async def test_healthz_lists_the_live_gateway_and_task_worker(server: Running):
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        body = (await http.get("/healthz")).json()
+    kinds = {w["kind"] for w in body["workers"]}
+    assert {"gateway", "task-worker"} <= kinds
+    assert any(name.startswith("algo-mcp-task-worker-") and a["status"] == "RUNNING"
+               for name, a in body["algorithms"].items())
