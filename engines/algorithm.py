@@ -34,10 +34,13 @@ class Algorithm:
 
     async def predict(self, inp: BaseModel) -> BaseModel:
         (out,) = await self.predict_batch([inp])
+        if isinstance(out, BaseException):
+            raise out
         return out
 
-    async def predict_batch(self, inputs: list[BaseModel]) -> list[BaseModel]:
-        return list(await asyncio.gather(*(self.predict(i) for i in inputs)))
+    async def predict_batch(self, inputs: list[BaseModel]) -> list[BaseModel | Exception]:
+        """Outputs in input order; an exception in an input's place fails that call alone."""
+        return list(await asyncio.gather(*(self.predict(i) for i in inputs), return_exceptions=True))
 
     @staticmethod
     async def report_progress(fraction: float, message: str | None = None) -> bool:

@@ -57,5 +57,9 @@ class Batcher:
                     future.set_exception(exc)
             return
         for (_, future), output in zip(live, outputs, strict=True):
-            if not future.done():
+            if future.done():
+                continue
+            if isinstance(output, BaseException):  # that input alone failed
+                future.set_exception(output)
+            else:
                 future.set_result(output)

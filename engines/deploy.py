@@ -31,6 +31,7 @@ from engines.task_worker import TaskWorker
 log = logging.getLogger(__name__)
 
 DEPLOY_TIMEOUT_S = 300.0
+TASK_WORKER_CPUS = 0.1
 def task_worker_app_name(queue: TaskQueueConfig) -> str:
     """One worker application per task queue (Redis and prefix), so gateways on different
     queues can share a cluster without taking each other's worker."""
@@ -38,12 +39,15 @@ def task_worker_app_name(queue: TaskQueueConfig) -> str:
 _POLL_S = 0.2
 
 
+#: read by every replica: media fields may name URLs, fetched through engines.safe_url
+COMMON_SETTINGS = ("FETCH_ALLOWLIST",)
+
+
 def forwarded_env(entry: Entry, settings: Settings) -> dict[str, str]:
-    """Settings an external algorithm reads, passed to its replicas (they may run elsewhere)."""
-    if not issubclass(entry.cls, ExternalAPI):
-        return {}
+    """Settings an algorithm reads, passed to its replicas (they may run on other nodes)."""
+    own = entry.cls.settings_used if issubclass(entry.cls, ExternalAPI) else ()
     env = {}
-    for name in entry.cls.settings_used:
+    for name in dict.fromkeys((*COMMON_SETTINGS, *own)):
         value = getattr(settings, name.lower(), None)
         if value is not None:
             env[name] = value.get_secret_value() if hasattr(value, "get_secret_value") else str(value)
@@ -78,6 +82,11 @@ def check_resources(registry: Registry) -> None:
             raise NotConfigured(
                 f"{spec.name}: num_cpus {spec.num_cpus:g} asked for, but the Ray cluster has "
                 f"{cpus:g} CPU(s)")
+    wanted = sum(e.spec.num_cpus * e.spec.num_workers for e in registry) + TASK_WORKER_CPUS
+    if wanted > cpus:
+        raise NotConfigured(
+            f"the registry asks for {wanted:g} CPUs in all (num_cpus x num_workers, plus the task "
+            f"worker), but the Ray cluster has {cpus:g}; lower num_cpus or add nodes")
 
 
 def _app_status(name: str) -> tuple[str, str]:
@@ -128,7 +137,7 @@ def _task_worker_app(settings: Settings, queue: TaskQueueConfig) -> tuple[str, A
     env = {"FETCH_ALLOWLIST": settings.fetch_allowlist or ""}
     fp = _digest(args, env, settings.task_workers)
     options = {"name": task_worker_app_name(queue), "num_replicas": settings.task_workers,
-               "ray_actor_options": {"num_cpus": 0.1, "runtime_env": {"env_vars": env}}}
+               "ray_actor_options": {"num_cpus": TASK_WORKER_CPUS, "runtime_env": {"env_vars": env}}}
     return fp, TaskWorker.options(**options).bind(*args, fingerprint=fp)
 
 

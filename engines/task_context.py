@@ -15,8 +15,9 @@ from dataclasses import asdict, dataclass
 from functools import cache
 from typing import Any
 
+from engines.errors import ValidationFailed
 from storage import TaskStore, redis_pool
-from storage.objects import ObjectStore, object_store_from_settings
+from storage.objects import ObjectStore, StorageError, object_store_from_settings
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,19 @@ async def report_progress(fraction: float, message: str | None = None) -> bool:
         return True
     config, task_id = current
     return await _store(config).set_progress(task_id, fraction, message)
+
+
+async def read_object(field: str, key: str) -> bytes:
+    """An object from the store this call is bound to (e.g. an earlier task's output)."""
+    current = _current.get()
+    objects = current[0].objects if current else _sync_objects.get()
+    if objects is None:
+        raise ValidationFailed([f"{field}: object keys need the object store, which this call lacks"])
+    try:
+        data, _ = await _objects(objects).get(key)
+    except StorageError as exc:
+        raise ValidationFailed([f"{field}: {exc}"]) from None
+    return data
 
 
 async def save_output(name: str, data: bytes, content_type: str) -> dict[str, Any]:

@@ -93,3 +93,11 @@ async def test_asking_for_gpus_the_cluster_lacks_fails_fast(server: Running):
     spec = AlgorithmSpec(name="needs-gpu", kind="local", target="tests.algorithms:Sleep", num_gpus=0.5)
     with pytest.raises(NotConfigured, match=r"needs-gpu: num_gpus 0\.5 asked for, but the Ray cluster has 0 GPU"):
         check_resources(Registry([Entry(spec, Sleep)]))
+
+
+async def test_a_registry_asking_for_more_cpus_than_the_cluster_has_fails_fast(server: Running):
+    cpus = ray.cluster_resources()["CPU"]
+    spec = AlgorithmSpec(name="greedy", kind="local", target="tests.algorithms:Sleep", num_cpus=cpus / 2,
+                         num_workers=3, max_concurrency=3)
+    with pytest.raises(NotConfigured, match=r"the registry asks for .* CPUs in all"):
+        check_resources(Registry([Entry(spec, Sleep)]))
