@@ -87,3 +87,26 @@ async def test_an_image_url_on_an_allowed_host_is_fetched(server: Running):
     with serving(Handler) as url:  # 127.0.0.1 is in the tests' FETCH_ALLOWLIST
         out = await classify(server, f"{url}/stripes.png", top_k=1)
     assert out["labels"][0]["label"] == (await classify(server, data_uri(body), 1))["labels"][0]["label"]
+
+
+def encoded(img: Image.Image, fmt: str) -> bytes:
+    out = io.BytesIO()
+    img.save(out, format=fmt)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize(("image", "problem"), [
+    (Image.new("1", (20000, 8)), "image: width 20000 exceeds max 16384"),
+    (Image.new("RGB", (16, 16)), "image: format BMP not allowed (allowed: AVIF, GIF, JPEG, PNG, WEBP)"),
+])
+async def test_media_rules_apply_to_the_fetched_image(server: Running, image: Image.Image, problem: str):
+    fmt = "BMP" if "BMP" in problem else "PNG"
+    with pytest.raises(ValidationFailed) as info:
+        await classify(server, data_uri(encoded(image, fmt)))
+    assert info.value.problems == [problem]
+
+
+async def test_the_tool_schema_shows_the_media_rules(server: Running):
+    schema = server.gateway.registry.get("image-classify").cls.Input.model_json_schema()
+    rules = schema["properties"]["image"]["x-media-rules"]
+    assert rules["max_bytes"] == 20 * 1024 * 1024 and "PNG" in rules["formats"]

@@ -11,17 +11,19 @@ from __future__ import annotations
 import asyncio
 import io
 from pathlib import Path
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from engines.algorithm import Algorithm
 from engines.errors import ValidationFailed
+from engines.media import ImageRule, check_image, media
 from engines.media_source import MEDIA_REF_HELP, MEDIA_REF_PATTERN, load_media
 from engines.torch_device import pick_device
 
 CLASSES_FILE = Path(__file__).with_name("data") / "imagenet_classes.txt"
-MAX_IMAGE_BYTES = 20 * 1024 * 1024
-MAX_PIXELS = 40_000_000
+IMAGE_RULE = ImageRule(max_bytes=20 * 1024 * 1024, max_pixels=40_000_000, max_width=16_384, max_height=16_384,
+                       formats={"PNG", "JPEG", "WEBP", "GIF", "AVIF"})
 _SIZE, _RESIZE = 224, 256
 _MEAN, _STD = 0.498, 0.502  # the Lite models' (x - 127) / 128 on a 0..1 scale
 
@@ -29,8 +31,9 @@ _MEAN, _STD = 0.498, 0.502  # the Lite models' (x - 127) / 128 on a 0..1 scale
 class ClassifyInput(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    image: str = Field(min_length=1, max_length=MAX_IMAGE_BYTES * 4 // 3 + 100, pattern=MEDIA_REF_PATTERN,
-                       description=f"the image: {MEDIA_REF_HELP}; PNG, JPEG, WebP or GIF",
+    image: Annotated[str, media(IMAGE_RULE)] = Field(
+                       min_length=1, max_length=IMAGE_RULE.max_bytes * 4 // 3 + 100, pattern=MEDIA_REF_PATTERN,
+                       description=f"the image: {MEDIA_REF_HELP}; PNG, JPEG, WebP, GIF or AVIF",
                        examples=["https://upload.wikimedia.org/wikipedia/commons/3/3a/Cat03.jpg"])
     top_k: int = Field(5, ge=1, le=10, description="how many labels to return, best first")
 
@@ -64,10 +67,9 @@ class EfficientNetLite0(Algorithm):
     def _tensor(self, data: bytes):
         from PIL import Image
 
+        check_image("image", data, IMAGE_RULE)  # size, format, pixels, and a full decode
         try:
             with Image.open(io.BytesIO(data)) as img:
-                if img.width * img.height > MAX_PIXELS:
-                    raise ValidationFailed([f"image: {img.width * img.height} pixels exceeds max {MAX_PIXELS}"])
                 img = img.convert("RGB")
                 scale = _RESIZE / min(img.size)
                 img = img.resize((max(_SIZE, round(img.width * scale)), max(_SIZE, round(img.height * scale))),
@@ -107,6 +109,6 @@ class EfficientNetLite0(Algorithm):
         return outputs
 
     async def predict_batch(self, inputs: list[ClassifyInput]) -> list[ClassifyOutput | Exception]:
-        loads = (load_media("image", i.image, max_bytes=MAX_IMAGE_BYTES) for i in inputs)
+        loads = (load_media("image", i.image, max_bytes=IMAGE_RULE.max_bytes) for i in inputs)
         images = await asyncio.gather(*loads, return_exceptions=True)
         return await asyncio.to_thread(self._classify, list(images), [i.top_k for i in inputs])
