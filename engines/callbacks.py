@@ -14,10 +14,8 @@ import json
 import logging
 from typing import Any
 
-import httpx
-
 from engines.errors import ValidationFailed
-from engines.safe_url import check_public_url
+from engines.safe_url import post_public
 from engines.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -32,26 +30,26 @@ def sign(body: bytes, secret: str) -> str:
 
 
 async def deliver_callback(url: str, record: dict[str, Any], secret: str | None) -> bool:
-    """POST ``record`` to ``url`` with backoff; True once the receiver answered 2xx."""
-    try:
-        await check_public_url("callback_url", url, get_settings().fetch_allowlist)
-    except ValidationFailed as err:
-        log.warning("callback for task %s not sent: %s", record.get("task_id"), err.message)
-        return False
+    """POST ``record`` to ``url`` with backoff; True once the receiver answered 2xx.
+
+    Each attempt resolves and vets the address again and connects to exactly
+    that address (no DNS rebinding), following no redirects.
+    """
     body = json.dumps(record, separators=(",", ":")).encode()
     headers = {"Content-Type": "application/json"}
     if secret:
         headers[SIGNATURE_HEADER] = sign(body, secret)
-    async with httpx.AsyncClient(timeout=TIMEOUT_S, follow_redirects=False) as http:
-        for attempt in range(ATTEMPTS):
-            try:
-                response = await http.post(url, content=body, headers=headers)
-                if response.is_success:
-                    return True
-                problem = f"HTTP {response.status_code}"
-            except httpx.HTTPError as exc:
-                problem = type(exc).__name__
-            log.info("callback for task %s: %s (attempt %d)", record.get("task_id"), problem, attempt + 1)
-            await asyncio.sleep(min(0.5 * 2**attempt, 8))
+    allowlist = get_settings().fetch_allowlist
+    for attempt in range(ATTEMPTS):
+        try:
+            status = await post_public("callback_url", url, body, headers, timeout_s=TIMEOUT_S, allowlist=allowlist)
+        except ValidationFailed as err:
+            problem = err.message
+        else:
+            if 200 <= status < 300:
+                return True
+            problem = f"HTTP {status}"
+        log.info("callback for task %s: %s (attempt %d)", record.get("task_id"), problem, attempt + 1)
+        await asyncio.sleep(min(0.5 * 2**attempt, 8))
     log.warning("callback for task %s given up after %d attempts", record.get("task_id"), ATTEMPTS)
     return False

@@ -265,3 +265,29 @@ async def fetch_public(field: str, url: str, *, max_bytes: int, timeout_s: float
             return await _fetch(field, url, max_bytes=max_bytes, timeout_s=timeout_s, allowlist=allowlist)
     except TimeoutError:
         raise _refuse(field, f"no complete answer within {timeout_s:g} s") from None
+
+
+async def post_public(field: str, url: str, body: bytes, headers: dict[str, str], *, timeout_s: float,
+                      allowlist: str | None = None) -> int:
+    """POST ``body`` to a public URL over a connection pinned to the vetted address; no redirects.
+
+    Returns the HTTP status; a refused address or a failed connection raises
+    ValidationFailed naming ``field``.
+    """
+    hop = await _vet(field, url, allowlist)
+    url_ = hop.url
+    request_url = httpcore.URL(scheme=url_.raw_scheme, host=url_.raw_host, port=url_.port, target=url_.raw_path)
+    sent = [(b"Host", url_.netloc), (b"User-Agent", USER_AGENT), (b"Content-Length", str(len(body)).encode()),
+            *((k.encode(), v.encode()) for k, v in headers.items())]
+    extensions = {"timeout": dict.fromkeys(("connect", "read", "write", "pool"), timeout_s)}
+    pool = httpcore.AsyncConnectionPool(ssl_context=_tls(), network_backend=_PinnedBackend(field, hop),
+                                        max_keepalive_connections=0, retries=0)
+    try:
+        async with asyncio.timeout(timeout_s), pool:
+            response = await pool.request("POST", request_url, headers=sent, content=body, extensions=extensions)
+    except (TimeoutError, httpcore.TimeoutException):
+        raise _refuse(field, f"no answer within {timeout_s:g} s") from None
+    except (httpcore.NetworkError, httpcore.ProtocolError, httpcore.UnsupportedProtocol, ssl.SSLError,
+            OSError) as exc:
+        raise _refuse(field, f"could not reach it ({type(exc).__name__})") from None
+    return response.status

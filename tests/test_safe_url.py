@@ -22,7 +22,7 @@ import pytest
 from engines import safe_url
 from engines.errors import ValidationFailed
 from engines.safe_address import ipv4_numeric, is_public
-from engines.safe_url import check_public_url, fetch_public
+from engines.safe_url import check_public_url, fetch_public, post_public
 
 PUBLIC_IP = "93.184.216.34"  # only ever handed to the code under test by a fake resolver; never connected to
 FAKE_DNS: dict[str, list[str]] = {"public.example": [PUBLIC_IP], "private.example": [PUBLIC_IP, "10.0.0.7"],
@@ -469,3 +469,9 @@ async def test_connection_that_lands_on_loopback_is_refused_before_sending(serve
     await asyncio.sleep(0.05)
     assert server.connections == 1
     assert server.requests == []
+
+
+async def test_callback_posts_refuse_private_addresses_before_connecting():
+    with pytest.raises(ValidationFailed) as info:
+        await post_public("callback_url", "http://10.0.0.7/hook", b"{}", {}, timeout_s=1)
+    assert info.value.problems == ["callback_url: address 10.0.0.7 is not public"]
