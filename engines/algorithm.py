@@ -32,6 +32,14 @@ class Algorithm:
     async def close(self) -> None:
         """Release what ``setup`` opened; called when the replica stops."""
 
+    async def preprocess(self, inp: BaseModel) -> BaseModel:
+        """Normalise a validated input before ``predict`` (S1 pre-processing); runs per call, outside batches."""
+        return inp
+
+    async def postprocess(self, inp: BaseModel, out: BaseModel) -> BaseModel:
+        """Format a result (S1 post-processing): round, rename, store files with ``save_output``."""
+        return out
+
     async def predict(self, inp: BaseModel) -> BaseModel:
         (out,) = await self.predict_batch([inp])
         if isinstance(out, BaseException):

@@ -46,7 +46,9 @@ class AlgorithmReplica:
             inp = validate_input(self._input, inp)
         if context is not None:
             task_context.bind(*context)
+        inp = await self._algo.preprocess(inp)
         out = await (self._batcher.submit(inp) if self._batcher else self._algo.predict(inp))
+        out = await self._algo.postprocess(inp, out)
         if not isinstance(out, self._output):
             out = self._output.model_validate(out)
         return out.model_dump(mode="json")

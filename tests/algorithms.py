@@ -52,3 +52,19 @@ class SleepAsLongJob(Sleep):
 @algorithm(name="test-sleep-auto", kind="local", mode="auto", num_cpus=0.05)
 class SleepAuto(Sleep):
     """The same sleep in auto mode: inline when quick, a task reference when not."""
+
+
+class Shout(Algorithm):
+    """Pre- and post-processing hooks around a plain predict (not deployed; driven in-process)."""
+
+    Input = SleepInput
+    Output = SleepOutput
+
+    async def preprocess(self, inp: SleepInput) -> SleepInput:
+        return inp.model_copy(update={"seconds": round(inp.seconds)})
+
+    async def predict(self, inp: SleepInput) -> SleepOutput:
+        return SleepOutput(slept=inp.seconds)
+
+    async def postprocess(self, inp: SleepInput, out: SleepOutput) -> SleepOutput:
+        return out.model_copy(update={"slept": out.slept * 10})

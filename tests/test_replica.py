@@ -1,0 +1,29 @@
+"""The replica class in-process (no Ray): hooks run in order, task payloads are re-validated."""
+
+from __future__ import annotations
+
+import pytest
+
+from engines.errors import ValidationFailed
+from engines.registry import BatchSpec
+from engines.replica import AlgorithmReplica
+
+
+async def replica(target: str, batch: BatchSpec | None = None):
+    cls = AlgorithmReplica.func_or_class
+    instance = cls.__new__(cls)
+    await instance.__init__(target, batch, "fingerprint")
+    return instance
+
+
+@pytest.mark.parametrize("batch", [None, BatchSpec(max_batch_size=4, batch_wait_timeout_s=0)])
+async def test_pre_and_post_processing_wrap_predict(batch: BatchSpec | None):
+    shout = await replica("tests.algorithms:Shout", batch)
+    assert await shout({"seconds": 2.6}) == {"slept": 30}  # rounded to 3 first, then x10
+    assert shout.fingerprint() == "fingerprint"
+
+
+async def test_a_task_payload_is_validated_again_in_the_replica():
+    shout = await replica("tests.algorithms:Shout")
+    with pytest.raises(ValidationFailed, match=r"seconds: must be >= 0 \(got -1\)"):
+        await shout({"seconds": -1})
