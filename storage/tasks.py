@@ -132,6 +132,7 @@ class TaskStore:
         self.visibility_timeout_s = visibility_timeout_s
         self._group_ready = False
         self._autoclaim_cursor = "0-0"
+        self._next_reclaim = 0.0
         s = redis.register_script
         self._submit, self._claim, self._mark_running = s(_scripts.SUBMIT), s(_scripts.CLAIM), s(_scripts.MARK_RUNNING)
         self._progress, self._finish, self._cancel = s(_scripts.PROGRESS), s(_scripts.FINISH), s(_scripts.CANCEL)
@@ -377,12 +378,20 @@ class TaskStore:
         self._group_ready = True
 
     async def _reclaim_stale(self, worker_id: str) -> tuple[str, str | None] | None:
+        """Take over one stale claim; after finding none, look again only a while later (a
+        claim goes stale in ``visibility_timeout_s``, so checking before every claim is waste)."""
+        now = time.monotonic()
+        if now < self._next_reclaim:
+            return None
         min_idle_ms = max(1, int(self.visibility_timeout_s * 1000))
         reply = await self.redis.xautoclaim(
             self.keys.stream, self.keys.group, worker_id, min_idle_ms, start_id=self._autoclaim_cursor, count=1
         )
         self._autoclaim_cursor = reply[0]
-        return first_message(reply[1])
+        found = first_message(reply[1])
+        if found is None:
+            self._next_reclaim = now + min(1.0, self.visibility_timeout_s / 4)
+        return found
 
     async def _read_new(self, worker_id: str, wait_ms: int) -> tuple[str, str | None] | None:
         reply = await self.redis.xreadgroup(
