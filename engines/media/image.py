@@ -115,7 +115,8 @@ def exif_summary(img: Image.Image) -> tuple[list[str], bool]:
     return sorted(names), has_gps
 
 
-def _bounds(field: str, what: str, seen: int, lo: int | None, hi: int | None) -> list[str]:
+def bounds_problems(field: str, what: str, seen: int, lo: int | None, hi: int | None) -> list[str]:
+    """``field: width 9000 exceeds max 4096``-style lines, shared by the image and video rules."""
     if hi is not None and seen > hi:
         return [f"{field}: {what} {seen} exceeds max {hi}"]
     if lo is not None and seen < lo:
@@ -128,8 +129,8 @@ def _header_problems(field: str, img: Image.Image, rule: ImageRule) -> list[str]
     if fmt not in rule.formats:
         return [f"{field}: format {fmt} not allowed (allowed: {', '.join(sorted(rule.formats))})"]
     w, h = img.size
-    problems = _bounds(field, "width", w, rule.min_width, rule.max_width)
-    problems += _bounds(field, "height", h, rule.min_height, rule.max_height)
+    problems = bounds_problems(field, "width", w, rule.min_width, rule.max_width)
+    problems += bounds_problems(field, "height", h, rule.min_height, rule.max_height)
     return problems
 
 

@@ -21,6 +21,7 @@ import av
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from engines.errors import ValidationFailed
+from engines.media.image import bounds_problems
 
 # Demuxers allowed to read caller bytes (FFmpeg matches any name of a format's list).
 DEMUXERS = "mov,matroska,webm,avi,flv,mpegts,ogg,ivf"
@@ -172,17 +173,9 @@ def _duration(container: av.container.InputContainer, stream: av.video.VideoStre
     return max(known) if known else None
 
 
-def _bounds(field: str, what: str, seen: int, lo: int | None, hi: int | None) -> list[str]:
-    if hi is not None and seen > hi:
-        return [f"{field}: {what} {seen} exceeds max {hi}"]
-    if lo is not None and seen < lo:
-        return [f"{field}: {what} {seen} below min {lo}"]
-    return []
-
-
 def _geometry_problems(field: str, w: int, h: int, sar: Fraction | None, rule: VideoRule) -> list[str]:
-    out = _bounds(field, "width", w, rule.min_width, rule.max_width)
-    out += _bounds(field, "height", h, rule.min_height, rule.max_height)
+    out = bounds_problems(field, "width", w, rule.min_width, rule.max_width)
+    out += bounds_problems(field, "height", h, rule.min_height, rule.max_height)
     if rule.sizes is not None and f"{w}x{h}" not in rule.sizes:
         out.append(f"{field}: size {w}x{h} not allowed (allowed: {', '.join(rule.sizes)})")
     if rule.aspect_ratios:
