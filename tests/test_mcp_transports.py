@@ -16,7 +16,8 @@ import pytest
 from tests.conftest import Running
 from tests.mcp_clients import ROOT, http_session, mcp_json_server, sse_session, stdio_session
 
-DEFAULT_TOOLS = {"local-echo", "text-embedding", "image-classify", "external-sentiment", "nanobanana-image"}
+DEFAULT_TOOLS = {"local-echo", "text-embedding", "image-classify", "video-classify", "external-sentiment",
+                 "nanobanana-image"}
 TASK_TOOLS = {"get_task", "wait_task", "cancel_task", "list_tasks"}
 
 

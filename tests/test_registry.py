@@ -23,8 +23,8 @@ def load(tmp_path: Path, text: str) -> Registry:
 
 def test_default_registry_loads_the_builtins():
     registry = Registry.load(ROOT / "algorithms.yaml")
-    assert registry.names() == ["local-echo", "text-embedding", "image-classify", "external-sentiment",
-                                "nanobanana-image"]
+    assert registry.names() == ["local-echo", "text-embedding", "image-classify", "video-classify",
+                                "external-sentiment", "nanobanana-image"]
     assert registry.get("nanobanana-image").spec.mode == "async"
     assert registry.get("text-embedding").spec.batch.max_batch_size == 32
 

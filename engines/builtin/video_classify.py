@@ -1,0 +1,66 @@
+"""``video-classify``: what a short video shows, by classifying frames spread over it.
+
+The video is checked against a declared :class:`VideoRule` (container, codec,
+size, duration), ``frames`` frames are extracted with PyAV and classified in
+one EfficientNet-Lite0 batch, and the labels are averaged over the frames.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from engines.builtin.classify import ClassifyOutput, EfficientNetLite0, Label
+from engines.errors import ValidationFailed
+from engines.media import VideoRule, check_video, extract_frames, media
+from engines.media_source import MEDIA_REF_HELP, MEDIA_REF_PATTERN, load_media
+
+VIDEO_RULE = VideoRule(max_bytes=100 * 1024 * 1024, containers={"mp4", "webm"}, codecs={"h264", "vp9", "av1"},
+                       max_width=3840, max_height=2160, max_duration_s=120)
+
+
+class VideoClassifyInput(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    video: Annotated[str, media(VIDEO_RULE)] = Field(
+        min_length=1, max_length=VIDEO_RULE.max_bytes * 4 // 3 + 100, pattern=MEDIA_REF_PATTERN,
+        description=f"the video: {MEDIA_REF_HELP}; MP4 or WebM (H.264, VP9, AV1), at most 120 s")
+    frames: int = Field(8, ge=1, le=32, description="frames to look at, spread evenly over the video")
+    top_k: int = Field(5, ge=1, le=10, description="how many labels to return, best first")
+
+
+class VideoClassifyOutput(ClassifyOutput):
+    duration_s: float = Field(description="the video's measured duration")
+    frames: int = Field(description="frames classified")
+
+
+class VideoClassify(EfficientNetLite0):
+    """Classify what a video shows (ImageNet classes), averaging EfficientNet-Lite0 over its frames."""
+
+    Input = VideoClassifyInput
+    Output = VideoClassifyOutput
+
+    def _video(self, data: bytes, inp: VideoClassifyInput) -> VideoClassifyOutput:
+        info = check_video("video", data, VIDEO_RULE)
+        frames = extract_frames(data, count=inp.frames, max_frames=inp.frames, max_side=512)
+        if not frames:
+            raise ValidationFailed(["video: no frame could be decoded"])
+        totals: dict[str, float] = defaultdict(float)
+        for result in self._classify(frames, [10] * len(frames)):
+            if isinstance(result, Exception):
+                raise result
+            for label in result.labels:
+                totals[label.label] += label.score / len(frames)
+        best = sorted(totals.items(), key=lambda kv: -kv[1])[: inp.top_k]
+        return VideoClassifyOutput(labels=[Label(label=k, score=round(v, 5)) for k, v in best],
+                                   duration_s=round(info.duration_s or 0.0, 3), frames=len(frames))
+
+    async def predict(self, inp: VideoClassifyInput) -> VideoClassifyOutput:
+        data = await load_media("video", inp.video, max_bytes=VIDEO_RULE.max_bytes, timeout_s=60)
+        return await asyncio.to_thread(self._video, data, inp)
+
+    async def predict_batch(self, inputs: list[VideoClassifyInput]) -> list[VideoClassifyOutput | Exception]:
+        return list(await asyncio.gather(*(self.predict(i) for i in inputs), return_exceptions=True))
