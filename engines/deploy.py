@@ -125,7 +125,8 @@ def _digest(*parts: Any) -> str:
 def _algorithm_app(entry: Entry, settings: Settings) -> tuple[str, Application]:
     options = deployment_options(entry, settings)
     fp = _digest(entry.spec.model_dump(mode="json"), options)
-    return fp, AlgorithmReplica.options(**options).bind(entry.spec.target, entry.spec.batch, fp)
+    return fp, AlgorithmReplica.options(**options).bind(entry.spec.target, entry.spec.batch, fp,
+                                                        entry.spec.prepare)
 
 
 def _task_worker_app(settings: Settings, queue: TaskQueueConfig) -> tuple[str, Application]:

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from engines.algorithm import Algorithm
 from engines.errors import RegistryError, UnknownAlgorithm
+from engines.media_fields import media_plan
 from engines.validation import describe
 
 Kind = Literal["local", "external"]
@@ -53,6 +54,8 @@ class AlgorithmSpec(BaseModel):
     batch: BatchSpec | None = None
     timeout_s: float = Field(60, gt=0, le=86_400)
     max_queued: int = Field(16, ge=0, description="calls that may wait for a slot before 'busy'")
+    prepare: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="media field → ImagePrep/VideoPrep, overriding the input model's")
 
     @model_validator(mode="after")
     def _check(self) -> AlgorithmSpec:
@@ -161,7 +164,12 @@ class Registry:
             if spec.name in seen:
                 raise RegistryError(f"{where}: name: {spec.name!r} is already declared by {seen[spec.name]}")
             seen[spec.name] = where
-            entries.append(Entry(spec, import_target(spec.target, where)))
+            cls_ = import_target(spec.target, where)
+            try:
+                media_plan(cls_.Input, spec.prepare)
+            except ValueError as exc:
+                raise RegistryError(f"{where}: {exc}") from None
+            entries.append(Entry(spec, cls_))
         return cls(entries)
 
     @classmethod

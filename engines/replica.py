@@ -1,9 +1,9 @@
 """The one Serve deployment class that every algorithm runs inside.
 
 It imports the algorithm class by its target, calls ``setup`` once per
-replica, and routes calls through ``@serve.batch`` when the registry entry
-asks for batching. Algorithm classes stay plain Python: nothing here is
-specific to one of them.
+replica, loads, checks and prepares media fields (``engines.media_fields``),
+and routes calls through the batcher when the registry entry asks for it.
+Algorithm classes stay plain Python: nothing here is specific to one of them.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from ray import serve
 
 from engines import task_context
 from engines.batcher import Batcher
+from engines.media_fields import media_plan, resolve_media
 from engines.registry import BatchSpec, import_target
 from engines.task_context import TaskQueueConfig
 from engines.validation import validate_input
@@ -24,9 +25,11 @@ from engines.validation import validate_input
 class AlgorithmReplica:
     """Hosts one algorithm instance; Serve runs ``num_workers`` of these."""
 
-    async def __init__(self, target: str, batch: BatchSpec | None, fingerprint: str) -> None:
+    async def __init__(self, target: str, batch: BatchSpec | None, fingerprint: str,
+                       prepare: dict[str, dict[str, Any]] | None = None) -> None:
         cls = import_target(target, where=target)
         self._input, self._output = cls.Input, cls.Output
+        self._media = media_plan(cls.Input, prepare)
         self._algo = cls()
         self._batcher = Batcher(self._algo.predict_batch, batch.max_batch_size, batch.batch_wait_timeout_s) \
             if batch is not None else None
@@ -46,6 +49,8 @@ class AlgorithmReplica:
             inp = validate_input(self._input, inp)
         if context is not None:
             task_context.bind(*context)
+        if self._media:
+            inp = await resolve_media(inp, self._media)
         inp = await self._algo.preprocess(inp)
         out = await (self._batcher.submit(inp) if self._batcher else self._algo.predict(inp))
         out = await self._algo.postprocess(inp, out)

@@ -299,9 +299,6 @@ class TaskStore:
         args = [*self._task_args(task_id), status.value, result_json, error_json]
         return await self._finish(keys=self._task_keys(task_id), args=args) == 1
 
-    async def is_cancelled(self, task_id: str) -> bool:
-        return await self.redis.hget(self.keys.task(task_id), "status") == TaskStatus.CANCELLED
-
     async def cancellations(self) -> AsyncIterator[str]:
         """Task ids as they are cancelled, for workers to stop running ones (pub/sub: missed while disconnected)."""
         pubsub = self.redis.pubsub()

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import io
 from pathlib import Path
+from typing import Annotated
 
+from PIL import Image
 from pydantic import BaseModel, Field
 
 from engines import Algorithm, algorithm
+from engines.media import Frames, ImagePrep, ImageRule, Media, VideoPrep, VideoRule, media
 
 
 class SleepInput(BaseModel):
@@ -68,3 +72,33 @@ class Shout(Algorithm):
 
     async def postprocess(self, inp: SleepInput, out: SleepOutput) -> SleepOutput:
         return out.model_copy(update={"slept": out.slept * 10})
+
+
+PROBE_IMAGE_RULE = ImageRule(max_width=4000, max_height=4000)
+PROBE_VIDEO_RULE = VideoRule(max_duration_s=10)
+
+
+class ProbeInput(BaseModel):
+    image: Annotated[str | None, media(PROBE_IMAGE_RULE, ImagePrep(format="PNG", max_side=64))] = None
+    video: Annotated[str | None, media(PROBE_VIDEO_RULE, VideoPrep(frames=Frames(count=3, max_side=32)))] = None
+
+
+class ProbeOutput(BaseModel):
+    seen: dict[str, dict]
+
+
+class MediaProbe(Algorithm):
+    """Reports what ``predict`` received for each media field (not deployed; driven in-process)."""
+
+    Input = ProbeInput
+    Output = ProbeOutput
+
+    async def predict(self, inp: ProbeInput) -> ProbeOutput:
+        seen = {}
+        for name in ("image", "video"):
+            if (value := getattr(inp, name)) is not None:
+                m = Media.of(value)
+                size = Image.open(io.BytesIO(m.data)).size if name == "image" else None
+                seen[name] = {"content_type": m.content_type, "size": size, "original": m.info.model_dump(),
+                              "frames": [Image.open(io.BytesIO(f)).size for f in m.frames]}
+        return ProbeOutput(seen=seen)

@@ -9,10 +9,10 @@ from engines.registry import BatchSpec
 from engines.replica import AlgorithmReplica
 
 
-async def replica(target: str, batch: BatchSpec | None = None):
+async def replica(target: str, batch: BatchSpec | None = None, prepare: dict | None = None):
     cls = AlgorithmReplica.func_or_class
     instance = cls.__new__(cls)
-    await instance.__init__(target, batch, "fingerprint")
+    await instance.__init__(target, batch, "fingerprint", prepare)
     return instance
 
 

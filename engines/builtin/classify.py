@@ -17,8 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from engines.algorithm import Algorithm
 from engines.errors import ValidationFailed
-from engines.media import ImageRule, check_image, media
-from engines.media_source import MEDIA_REF_HELP, MEDIA_REF_PATTERN, load_media
+from engines.media import ImageRule, Media, media
+from engines.media_source import MEDIA_REF_HELP, MEDIA_REF_PATTERN
 from engines.torch_device import pick_device
 
 CLASSES_FILE = Path(__file__).with_name("data") / "imagenet_classes.txt"
@@ -65,9 +65,9 @@ class EfficientNetLite0(Algorithm):
         self._classes = CLASSES_FILE.read_text().splitlines()
 
     def _tensor(self, data: bytes):
+        """Resize to 256 on the short side, centre-crop 224: the ImageNet evaluation transform."""
         from PIL import Image
 
-        check_image("image", data, IMAGE_RULE)  # size, format, pixels, and a full decode
         try:
             with Image.open(io.BytesIO(data)) as img:
                 img = img.convert("RGB")
@@ -77,21 +77,19 @@ class EfficientNetLite0(Algorithm):
                 left, top = (img.width - _SIZE) // 2, (img.height - _SIZE) // 2
                 img = img.crop((left, top, left + _SIZE, top + _SIZE))
                 raw = img.tobytes()
-        except ValidationFailed:
-            raise
-        except Exception:  # Pillow raises many kinds for hostile bytes
+        except Exception:  # checked already, but a decoder may still fail on a hostile file
             raise ValidationFailed(["image: not a readable image (truncated or corrupt)"]) from None
         torch = self._torch
         x = torch.frombuffer(bytearray(raw), dtype=torch.uint8).view(_SIZE, _SIZE, 3).permute(2, 0, 1)
         return (x.float() / 255 - _MEAN) / _STD
 
-    def _classify(self, images: list[bytes | BaseException], top_ks: list[int]) -> list[ClassifyOutput | Exception]:
+    def _classify(self, images: list[bytes], top_ks: list[int]) -> list[ClassifyOutput | Exception]:
         """One forward pass for every readable image; a bad image fails only its own call."""
         torch = self._torch
         tensors: list = []
         for data in images:
             try:
-                tensors.append(data if isinstance(data, BaseException) else self._tensor(data))
+                tensors.append(self._tensor(data))
             except ValidationFailed as err:
                 tensors.append(err)
         good = [t for t in tensors if not isinstance(t, BaseException)]
@@ -109,6 +107,6 @@ class EfficientNetLite0(Algorithm):
         return outputs
 
     async def predict_batch(self, inputs: list[ClassifyInput]) -> list[ClassifyOutput | Exception]:
-        loads = (load_media("image", i.image, max_bytes=IMAGE_RULE.max_bytes) for i in inputs)
-        images = await asyncio.gather(*loads, return_exceptions=True)
-        return await asyncio.to_thread(self._classify, list(images), [i.top_k for i in inputs])
+        """The replica has already fetched and checked each image (``media(IMAGE_RULE)``)."""
+        images = [Media.of(i.image).data for i in inputs]
+        return await asyncio.to_thread(self._classify, images, [i.top_k for i in inputs])

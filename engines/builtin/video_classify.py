@@ -1,7 +1,7 @@
 """``video-classify``: what a short video shows, by classifying frames spread over it.
 
-The video is checked against a declared :class:`VideoRule` (container, codec,
-size, duration), ``frames`` frames are extracted with PyAV and classified in
+The replica checks the video against the declared :class:`VideoRule` (container,
+codec, size, duration) before ``predict``; ``frames`` frames are extracted with PyAV and classified in
 one EfficientNet-Lite0 batch, and the labels are averaged over the frames.
 """
 
@@ -15,8 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from engines.builtin.classify import ClassifyOutput, EfficientNetLite0, Label
 from engines.errors import ValidationFailed
-from engines.media import VideoRule, check_video, extract_frames, media
-from engines.media_source import MEDIA_REF_HELP, MEDIA_REF_PATTERN, load_media
+from engines.media import Media, VideoInfo, VideoRule, extract_frames, media
+from engines.media_source import MEDIA_REF_HELP, MEDIA_REF_PATTERN
 
 VIDEO_RULE = VideoRule(max_bytes=100 * 1024 * 1024, containers={"mp4", "webm"}, codecs={"h264", "vp9", "av1"},
                        max_width=3840, max_height=2160, max_duration_s=120)
@@ -25,7 +25,7 @@ VIDEO_RULE = VideoRule(max_bytes=100 * 1024 * 1024, containers={"mp4", "webm"}, 
 class VideoClassifyInput(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    video: Annotated[str, media(VIDEO_RULE)] = Field(
+    video: Annotated[str, media(VIDEO_RULE, fetch_timeout_s=60)] = Field(
         min_length=1, max_length=VIDEO_RULE.max_bytes * 4 // 3 + 100, pattern=MEDIA_REF_PATTERN,
         description=f"the video: {MEDIA_REF_HELP}; MP4 or WebM (H.264, VP9, AV1), at most 120 s")
     frames: int = Field(8, ge=1, le=32, description="frames to look at, spread evenly over the video")
@@ -43,9 +43,10 @@ class VideoClassify(EfficientNetLite0):
     Input = VideoClassifyInput
     Output = VideoClassifyOutput
 
-    def _video(self, data: bytes, inp: VideoClassifyInput) -> VideoClassifyOutput:
-        info = check_video("video", data, VIDEO_RULE)
-        frames = extract_frames(data, count=inp.frames, max_frames=inp.frames, max_side=512)
+    def _video(self, video: Media, inp: VideoClassifyInput) -> VideoClassifyOutput:
+        assert isinstance(video.info, VideoInfo)
+        info = video.info
+        frames = extract_frames(video.data, count=inp.frames, max_frames=inp.frames, max_side=512)
         if not frames:
             raise ValidationFailed(["video: no frame could be decoded"])
         totals: dict[str, float] = defaultdict(float)
@@ -59,8 +60,8 @@ class VideoClassify(EfficientNetLite0):
                                    duration_s=round(info.duration_s or 0.0, 3), frames=len(frames))
 
     async def predict(self, inp: VideoClassifyInput) -> VideoClassifyOutput:
-        data = await load_media("video", inp.video, max_bytes=VIDEO_RULE.max_bytes, timeout_s=60)
-        return await asyncio.to_thread(self._video, data, inp)
+        """The replica has already fetched the video and checked it against ``VIDEO_RULE``."""
+        return await asyncio.to_thread(self._video, Media.of(inp.video), inp)
 
     async def predict_batch(self, inputs: list[VideoClassifyInput]) -> list[VideoClassifyOutput | Exception]:
         return list(await asyncio.gather(*(self.predict(i) for i in inputs), return_exceptions=True))

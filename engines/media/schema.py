@@ -17,6 +17,7 @@ from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema
 
 from engines.media.image import ImageRule
+from engines.media.prepare import Prep
 from engines.media.video import VideoRule
 
 Rule = ImageRule | VideoRule
@@ -31,9 +32,11 @@ def rule_schema_extra(rule: Rule) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class MediaRule:
-    """``Annotated`` metadata carrying a rule; adds it to the field's JSON schema."""
+    """``Annotated`` metadata carrying a rule (and a prep); adds the rule to the field's JSON schema."""
 
     rule: Rule
+    prepare: Prep | None = None
+    fetch_timeout_s: float = 30.0
 
     def __get_pydantic_json_schema__(self, core: CoreSchema, handler: GetJsonSchemaHandler) -> JsonSchemaValue:
         schema = handler(core)
@@ -41,16 +44,26 @@ class MediaRule:
         return schema
 
 
-def media(rule: Rule) -> MediaRule:
-    """Mark a field: ``image: Annotated[bytes, media(ImageRule(max_width=4096))]``."""
-    return MediaRule(rule)
+def media(rule: Rule, prepare: Prep | None = None, fetch_timeout_s: float = 30.0) -> MediaRule:
+    """Mark a field: ``image: Annotated[str, media(ImageRule(max_width=4096), ImagePrep(max_side=512))]``.
+
+    The framework loads the field (URL, ``data:`` URI or object key), checks it
+    against ``rule``, applies ``prepare`` and hands ``predict`` a
+    :class:`engines.media.Media` in its place.
+    """
+    return MediaRule(rule, prepare, fetch_timeout_s)
+
+
+def media_fields(model: type[BaseModel]) -> dict[str, MediaRule]:
+    """The media declaration of each field of ``model`` that has one, by field name."""
+    found: dict[str, MediaRule] = {}
+    for name, info in model.model_fields.items():
+        for meta in info.metadata:
+            if isinstance(meta, MediaRule):
+                found[name] = meta
+    return found
 
 
 def media_rules(model: type[BaseModel]) -> dict[str, Rule]:
     """The media rule of each field of ``model`` that has one, by field name."""
-    found: dict[str, Rule] = {}
-    for name, info in model.model_fields.items():
-        for meta in info.metadata:
-            if isinstance(meta, MediaRule):
-                found[name] = meta.rule
-    return found
+    return {name: m.rule for name, m in media_fields(model).items()}
