@@ -11,6 +11,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from engines.errors import ValidationFailed
+from storage import TaskStatus
 from tests.conftest import Running
 from tests.fake_apis import serving
 
@@ -68,6 +69,18 @@ async def test_bad_sources_are_refused_naming_the_field(server: Running, image: 
     with pytest.raises(ValidationFailed) as info:
         await classify(server, image)
     assert info.value.problems == [problem]
+
+
+@pytest.mark.parametrize(("image", "problem"), [
+    ("http://169.254.169.254/latest/meta-data", "image: address 169.254.169.254 is not public"),
+    (data_uri(stripes()[:200]), "image: not a readable image (truncated or corrupt)"),
+    (data_uri(b"GIF89a" + b"\xff" * 64, "image/gif"), "image: not a readable image"),
+])
+async def test_a_hostile_image_in_a_task_fails_it_cleanly(server: Running, image: str, problem: str):
+    record = await server.gateway.queue.submit("image-classify", {"image": image})
+    final = await server.gateway.queue.wait(record.task_id, 60)
+    assert final.status is TaskStatus.FAILED and final.attempts == 1
+    assert final.error is not None and problem in final.error["message"]
 
 
 async def test_an_image_url_on_an_allowed_host_is_fetched(server: Running):
