@@ -25,7 +25,7 @@ from engines.registry import Registry
 from engines.settings import Settings
 from engines.task_queue import TaskQueue
 
-CALLERS, PER_CALLER, WARMUP = 64, 30, 3
+CALLERS, PER_CALLER, WARMUP = 64, 90, 3
 TASKS_PER_S_GOAL, RATIO_GOAL = 500.0, 0.5
 
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from platformdirs import user_data_dir
-from pydantic import Field, SecretStr
+from pydantic import BeforeValidator, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -26,7 +26,9 @@ class Settings(BaseSettings):
         None, description="when set, /mcp, /sse and the REST API require this bearer token"
     )
     max_request_bytes: int = Field(16 * 1024 * 1024, ge=1024, description="larger HTTP bodies get 413")
-    log_level: str = "INFO"
+    log_level: Annotated[Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
+                         BeforeValidator(lambda v: v.upper() if isinstance(v, str) else v)] = Field(
+        "INFO", description="also the replicas' level; DEBUG adds Serve's line per request")
 
     # registry and compute
     algo_mcp_registry: Path = Field(

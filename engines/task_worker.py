@@ -26,6 +26,7 @@ from storage import TaskRecord, TaskStatus, TaskStore, redis_pool
 log = logging.getLogger(__name__)
 
 CLAIM_BLOCK_MS = 1000
+CLAIM_BATCH = 32
 DEFAULT_TIMEOUT_S = 3600.0
 _RETRY_PAUSE_S = 1.0
 
@@ -62,29 +63,31 @@ class TaskWorker:
         return {"worker_id": self._worker_id, "pid": os.getpid(), "running": sorted(self._running)}
 
     async def _claim_loop(self) -> None:
+        """Claim as many tasks as there are free slots (at most ``CLAIM_BATCH``), in one go."""
         while True:
             await self._slots.acquire()
+            free = 1
+            while free < CLAIM_BATCH and not self._slots.locked():
+                await self._slots.acquire()  # free now, so it does not wait
+                free += 1
             try:
-                record = await self._store.claim_next(self._worker_id, block_ms=CLAIM_BLOCK_MS)
+                records = await self._store.claim(self._worker_id, free, block_ms=CLAIM_BLOCK_MS)
             except Exception:
-                self._slots.release()
-                log.exception("claiming a task failed; retrying")
+                records = []
+                log.exception("claiming tasks failed; retrying")
                 await asyncio.sleep(_RETRY_PAUSE_S)
-                continue
-            if record is None:
+            for _ in range(free - len(records)):
                 self._slots.release()
-                continue
-            task = asyncio.create_task(self._execute(record))
-            self._running[record.task_id] = task
-            task.add_done_callback(lambda _, tid=record.task_id: self._done(tid))
+            for record in records:
+                task = asyncio.create_task(self._execute(record))
+                self._running[record.task_id] = task
+                task.add_done_callback(lambda _, tid=record.task_id: self._done(tid))
 
     def _done(self, task_id: str) -> None:
         self._running.pop(task_id, None)
         self._slots.release()
 
     async def _execute(self, record: TaskRecord) -> None:
-        if not await self._store.mark_running(record.task_id, self._worker_id):
-            return  # cancelled while queued, or taken over by another worker
         try:
             result = await self._run(record)
         except asyncio.CancelledError:

@@ -7,10 +7,9 @@ from collections.abc import Mapping
 from typing import Any
 
 
-def first_message(messages: Any) -> tuple[str, str | None] | None:
-    for message_id, fields in messages or []:
-        return message_id, (fields or {}).get("task_id")
-    return None
+def messages(entries: Any) -> list[tuple[str, str | None]]:
+    """``(message id, task id)`` of stream entries; None for an entry that names no task."""
+    return [(message_id, (fields or {}).get("task_id")) for message_id, fields in entries or []]
 
 
 def as_mapping(reply: Any) -> dict[str, str]:

@@ -59,8 +59,9 @@ return {message_id, created_at}
 """
 
 # ARGV[4]: delivered message id, ARGV[5]: claiming worker.
-# Returns the record's fields, or nil when the message needs no work (task gone,
-# already ended, or out of attempts: then it is failed here and acked).
+# Claims and starts the task: returns the record's fields, or nil when the message
+# needs no work (task gone, already ended (a cancel while queued wins), or out of
+# attempts: then it is failed here and acked).
 CLAIM = _PRELUDE + """
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status or TERMINAL[status] then
@@ -78,21 +79,9 @@ if attempts >= max_attempts then
   return false
 end
 redis.call('HINCRBY', KEYS[1], 'attempts', 1)
-redis.call('HSET', KEYS[1], 'worker_id', ARGV[5])
+redis.call('HSET', KEYS[1], 'status', 'running', 'worker_id', ARGV[5], 'started_at', now())
+redis.call('PUBLISH', ARGV[3], 'running')
 return redis.call('HGETALL', KEYS[1])
-"""
-
-# ARGV[4]: worker. Only the worker that holds the claim may start the task, and
-# never once it has ended (a cancel while queued wins).
-MARK_RUNNING = _PRELUDE + """
-local status = redis.call('HGET', KEYS[1], 'status')
-local owner = redis.call('HGET', KEYS[1], 'worker_id')
-if (status == 'queued' or status == 'running') and (not owner or owner == ARGV[4]) then
-  redis.call('HSET', KEYS[1], 'status', 'running', 'worker_id', ARGV[4], 'started_at', now())
-  redis.call('PUBLISH', ARGV[3], 'running')
-  return 1
-end
-return 0
 """
 
 # ARGV[4]: fraction, ARGV[5]: message ('' clears it). 0 tells the worker the task has ended.

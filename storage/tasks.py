@@ -14,6 +14,7 @@ delivery counts as an attempt; past ``max_attempts`` the task fails with
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 import json
 import math
@@ -25,10 +26,12 @@ from typing import Any
 from uuid import uuid4
 
 from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
 from redis.exceptions import ResponseError
 
 from storage import _scripts
-from storage._codec import as_mapping, dumps, error_dict, first_message, loads, to_float
+from storage._codec import as_mapping, dumps, error_dict, loads, messages, to_float
+from storage.command_batch import CommandBatch
 from storage.keys import DEFAULT_PREFIX, KeyLayout
 
 TASK_TTL_S = 7 * 24 * 3600
@@ -134,9 +137,10 @@ class TaskStore:
         self._autoclaim_cursor = "0-0"
         self._next_reclaim = 0.0
         s = redis.register_script
-        self._submit, self._claim, self._mark_running = s(_scripts.SUBMIT), s(_scripts.CLAIM), s(_scripts.MARK_RUNNING)
+        self._submit, self._claim = s(_scripts.SUBMIT), s(_scripts.CLAIM)
         self._progress, self._finish, self._cancel = s(_scripts.PROGRESS), s(_scripts.FINISH), s(_scripts.CANCEL)
         self._renew = s(_scripts.RENEW_LEASES)
+        self._batch = CommandBatch(redis)
 
     # -- callers ---------------------------------------------------------
 
@@ -162,8 +166,8 @@ class TaskStore:
         if callback_url:
             fields["callback_url"] = callback_url
         pairs = [x for kv in fields.items() for x in kv]
-        message_id, created_at = await self._submit(
-            keys=[self.keys.task(task_id), self.keys.stream], args=[task_id, algorithm, *pairs]
+        message_id, created_at = await self._batch.script(
+            self._submit, [self.keys.task(task_id), self.keys.stream], [task_id, algorithm, *pairs]
         )
         return TaskRecord(
             task_id=task_id,
@@ -178,16 +182,13 @@ class TaskStore:
         )
 
     async def get(self, task_id: str) -> TaskRecord | None:
-        h = await self.redis.hgetall(self.keys.task(task_id))
+        h = await self._batch.command("HGETALL", self.keys.task(task_id))
         return TaskRecord.from_hash(task_id, h) if h else None
 
     async def cancel(self, task_id: str) -> TaskRecord | None:
         """End a queued or running task as cancelled and tell its worker; an ended task is left as is."""
         error = {"type": "cancelled", "message": "cancelled at the caller's request"}
-        await self._cancel(
-            keys=self._task_keys(task_id),
-            args=[*self._task_args(task_id), dumps(error), self.keys.cancel_channel, task_id],
-        )
+        await self._on_task(self._cancel, task_id, dumps(error), self.keys.cancel_channel, task_id)
         return await self.get(task_id)
 
     async def wait(self, task_id: str, timeout_s: float) -> TaskRecord | None:
@@ -237,19 +238,19 @@ class TaskStore:
 
     # -- workers ---------------------------------------------------------
 
-    async def claim_next(self, worker_id: str, block_ms: int = 5000) -> TaskRecord | None:
-        """The next task for this worker: a stale claim taken over first, else a new message.
+    async def claim(self, worker_id: str, count: int = 1, block_ms: int = 5000) -> builtins.list[TaskRecord]:
+        """Up to ``count`` tasks for this worker, each marked running: stale claims taken over first.
 
-        Waits up to ``block_ms`` for a new message (0: not at all). The record's
-        ``attempts`` already counts this delivery; call ``mark_running`` before
-        starting it.
+        Waits up to ``block_ms`` for new messages (0: not at all); the claims go
+        in one pipeline. Each record's ``attempts`` counts this delivery. A task
+        cancelled while queued is skipped here, never started.
         """
         await self._ensure_group()
         deadline = time.monotonic() + block_ms / 1000
         while True:
             try:
-                delivery = await self._reclaim_stale(worker_id) or await self._read_new(
-                    worker_id, int((deadline - time.monotonic()) * 1000)
+                deliveries = await self._reclaim_stale(worker_id, count) or await self._read_new(
+                    worker_id, count, int((deadline - time.monotonic()) * 1000)
                 )
             except ResponseError as e:
                 if "NOGROUP" not in str(e):
@@ -257,31 +258,28 @@ class TaskStore:
                 self._group_ready = False  # the stream was deleted under us: start again
                 await self._ensure_group()
                 continue
-            if delivery is None:
-                return None
-            message_id, task_id = delivery
-            if task_id is None:  # not one of ours: drop it
-                await self.redis.xack(self.keys.stream, self.keys.group, message_id)
-            else:
-                found = await self._claim(
-                    keys=self._task_keys(task_id), args=[*self._task_args(task_id), message_id, worker_id]
-                )
-                if found:
-                    return TaskRecord.from_hash(task_id, as_mapping(found))
-            if time.monotonic() >= deadline:
-                return None
+            foreign = [message_id for message_id, task_id in deliveries if task_id is None]
+            if foreign:  # not ours: drop them
+                await self.redis.xack(self.keys.stream, self.keys.group, *foreign)
+            ours = [(message_id, task_id) for message_id, task_id in deliveries if task_id is not None]
+            found = await asyncio.gather(*(self._on_task(self._claim, task_id, message_id, worker_id)
+                                           for message_id, task_id in ours))
+            records = [TaskRecord.from_hash(task_id, as_mapping(fields))
+                       for (_, task_id), fields in zip(ours, found, strict=True) if fields]
+            if records or not deliveries or time.monotonic() >= deadline:
+                return records
 
-    async def mark_running(self, task_id: str, worker_id: str) -> bool:
-        """Whether this worker should run the task: it holds the claim and the task has not ended."""
-        return await self._mark_running(keys=self._task_keys(task_id), args=[*self._task_args(task_id), worker_id]) == 1
+    async def claim_next(self, worker_id: str, block_ms: int = 5000) -> TaskRecord | None:
+        """One task, as :meth:`claim` with ``count=1``; None when none came within ``block_ms``."""
+        records = await self.claim(worker_id, 1, block_ms)
+        return records[0] if records else None
 
     async def set_progress(self, task_id: str, fraction: float, message: str | None = None) -> bool:
         """Record progress (clamped to 0..1); False means the task has ended (e.g. was cancelled): stop."""
         if not math.isfinite(fraction):
             raise ValueError("progress must be a finite number")
         fraction = min(max(float(fraction), 0.0), 1.0)
-        args = [*self._task_args(task_id), repr(fraction), message or ""]
-        return await self._progress(keys=self._task_keys(task_id), args=args) == 1
+        return await self._on_task(self._progress, task_id, repr(fraction), message or "") == 1
 
     async def finish(
         self,
@@ -296,8 +294,7 @@ class TaskStore:
             raise ValueError(f"finish needs a terminal status, not {status.value!r}")
         result_json = "" if result is None else dumps(result)
         error_json = "" if error is None else dumps(error_dict(error))
-        args = [*self._task_args(task_id), status.value, result_json, error_json]
-        return await self._finish(keys=self._task_keys(task_id), args=args) == 1
+        return await self._on_task(self._finish, task_id, status.value, result_json, error_json) == 1
 
     async def cancellations(self) -> AsyncIterator[str]:
         """Task ids as they are cancelled, for workers to stop running ones (pub/sub: missed while disconnected)."""
@@ -363,6 +360,10 @@ class TaskStore:
     def _task_args(self, task_id: str) -> builtins.list[str]:
         return [self.keys.group, str(self.task_ttl_s), self.keys.events(task_id)]
 
+    async def _on_task(self, script: AsyncScript, task_id: str, *args: str) -> Any:
+        """Run a one-task script (``storage._scripts`` calling convention), batched with concurrent ones."""
+        return await self._batch.script(script, self._task_keys(task_id), [*self._task_args(task_id), *args])
+
     async def _ensure_group(self) -> None:
         """Create the consumer group from the stream's start, so nothing submitted before it is skipped."""
         if self._group_ready:
@@ -374,29 +375,26 @@ class TaskStore:
                 raise
         self._group_ready = True
 
-    async def _reclaim_stale(self, worker_id: str) -> tuple[str, str | None] | None:
-        """Take over one stale claim; after finding none, look again only a while later (a
-        claim goes stale in ``visibility_timeout_s``, so checking before every claim is waste)."""
+    async def _reclaim_stale(self, worker_id: str, count: int) -> builtins.list[tuple[str, str | None]]:
+        """Take over stale claims; after finding none, look again only a while later (a claim
+        goes stale in ``visibility_timeout_s``, so checking before every claim is waste)."""
         now = time.monotonic()
         if now < self._next_reclaim:
-            return None
+            return []
         min_idle_ms = max(1, int(self.visibility_timeout_s * 1000))
         reply = await self.redis.xautoclaim(
-            self.keys.stream, self.keys.group, worker_id, min_idle_ms, start_id=self._autoclaim_cursor, count=1
+            self.keys.stream, self.keys.group, worker_id, min_idle_ms, start_id=self._autoclaim_cursor, count=count
         )
         self._autoclaim_cursor = reply[0]
-        found = first_message(reply[1])
-        if found is None:
+        found = messages(reply[1])
+        if not found:
             self._next_reclaim = now + min(1.0, self.visibility_timeout_s / 4)
         return found
 
-    async def _read_new(self, worker_id: str, wait_ms: int) -> tuple[str, str | None] | None:
+    async def _read_new(self, worker_id: str, count: int, wait_ms: int) -> builtins.list[tuple[str, str | None]]:
         reply = await self.redis.xreadgroup(
-            self.keys.group, worker_id, {self.keys.stream: ">"}, count=1, block=wait_ms if wait_ms > 0 else None
+            self.keys.group, worker_id, {self.keys.stream: ">"}, count=count, block=wait_ms if wait_ms > 0 else None
         )
         if isinstance(reply, dict):  # RESP3 shape
             reply = builtins.list(reply.items())
-        for _stream, messages in reply or []:
-            return first_message(messages)
-        return None
-
+        return [m for _stream, entries in reply or [] for m in messages(entries)]

@@ -33,11 +33,10 @@ async def pending(client: Redis, store: TaskStore) -> int:
 
 
 async def start(store: TaskStore, worker: str, **submit: object) -> TaskRecord:
-    """Submit a task and have ``worker`` claim and start it."""
+    """Submit a task and have ``worker`` claim (and so start) it."""
     record = await store.submit("echo", {"n": 1}, **submit)  # type: ignore[arg-type]
     claimed = await store.claim_next(worker, block_ms=1000)
     assert claimed is not None and claimed.task_id == record.task_id
-    assert await store.mark_running(record.task_id, worker)
     return claimed
 
 
@@ -91,12 +90,21 @@ async def test_one_worker_claims_a_task_and_no_other_gets_it(store: TaskStore):
     record = await store.submit("echo", {})
     claimed = await store.claim_next("w1", block_ms=1000)
     assert claimed is not None and claimed.task_id == record.task_id
-    assert claimed.attempts == 1 and claimed.worker_id == "w1"
+    assert claimed.attempts == 1 and claimed.worker_id == "w1" and claimed.status is TaskStatus.RUNNING
     assert await store.claim_next("w2", block_ms=50) is None
-    assert not await store.mark_running(record.task_id, "w2")
-    assert await store.mark_running(record.task_id, "w1")
     running = await store.get(record.task_id)
     assert running is not None and running.status is TaskStatus.RUNNING and running.started_at
+    assert running.worker_id == "w1"
+
+
+async def test_a_worker_claims_as_many_as_it_asks_for_in_one_go(store: TaskStore):
+    records = [await store.submit("echo", {"i": i}) for i in range(5)]
+    first = await store.claim("w1", 3, block_ms=1000)
+    assert [r.task_id for r in first] == [r.task_id for r in records[:3]]  # oldest first
+    rest = await store.claim("w2", 10, block_ms=50)
+    assert [r.task_id for r in rest] == [r.task_id for r in records[3:]]
+    assert {r.status for r in first + rest} == {TaskStatus.RUNNING}
+    assert await store.claim("w3", 10, block_ms=50) == []
 
 
 async def test_a_blocked_worker_wakes_for_a_new_submission(store: TaskStore):
@@ -121,8 +129,7 @@ async def test_a_dead_workers_task_is_redelivered_after_the_visibility_timeout(m
     record = await start(store, "doomed", max_attempts=3)  # ... and "doomed" never finishes it
     again = await eventually(lambda: store.claim_next("rescuer", block_ms=50))
     assert again.task_id == record.task_id and again.attempts == 2 and again.worker_id == "rescuer"
-    assert await store.mark_running(record.task_id, "rescuer")
-    assert not await store.mark_running(record.task_id, "doomed")  # it lost its claim
+    assert again.status is TaskStatus.RUNNING and again.started_at >= record.started_at  # type: ignore[operator]
     assert await store.finish(record.task_id, TaskStatus.SUCCEEDED, {"ok": True})
     assert await pending(redis_client, store) == 0
 
@@ -143,8 +150,7 @@ async def test_a_task_whose_workers_keep_dying_fails_with_the_reason(make_store:
     record = await store.submit("echo", {}, max_attempts=2)
     for n, worker in enumerate(("w1", "w2"), start=1):
         claimed = await eventually(lambda w=worker: store.claim_next(w, block_ms=50))
-        assert claimed.attempts == n
-        assert await store.mark_running(record.task_id, worker)  # then dies
+        assert claimed.attempts == n and claimed.status is TaskStatus.RUNNING  # then its worker dies
 
     async def third_worker_finds_nothing_to_run() -> bool:
         assert await store.claim_next("w3", block_ms=50) is None
@@ -169,7 +175,6 @@ async def test_many_submissions_are_each_claimed_exactly_once(store: TaskStore, 
             record = await store.claim_next(worker, block_ms=100)
             if record is not None:
                 claims[record.task_id] += 1
-                assert await store.mark_running(record.task_id, worker)
                 assert await store.finish(record.task_id, "succeeded", record.payload)
 
     consumers = [asyncio.create_task(consumer(f"w{i}")) for i in range(4)]
@@ -193,7 +198,7 @@ async def test_a_task_cancelled_while_queued_is_never_started(store: TaskStore, 
     assert claimed is not None and claimed.task_id == claimed_then_cancelled.task_id  # oldest first
     cancelled = await store.cancel(claimed_then_cancelled.task_id)
     assert cancelled is not None and cancelled.status is TaskStatus.CANCELLED
-    assert not await store.mark_running(claimed_then_cancelled.task_id, "w1")
+    assert not await store.finish(claimed_then_cancelled.task_id, "succeeded", {"late": True})
     assert await store.cancel(cancelled_unclaimed.task_id)
     assert await store.claim_next("w2", block_ms=50) is None  # skipped, not run
     assert await pending(redis_client, store) == 0
