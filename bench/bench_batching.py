@@ -11,11 +11,13 @@ Run from the repo root: ``python bench/bench_batching.py``.
 from __future__ import annotations
 
 import itertools
+import time
 
 from _common import Call, compare, concurrent, note, print_table, ratio_cell, run, stats_cells
 from ray import serve
 
 from engines import cluster
+from engines.builtin.embedding import MiniLM
 from engines.client import AlgorithmClient
 from engines.deploy import deployment_options
 from engines.registry import AlgorithmSpec, BatchSpec, Registry
@@ -23,7 +25,6 @@ from engines.replica import AlgorithmReplica
 from engines.settings import Settings
 
 SOURCE = "text-embedding"
-BATCH = BatchSpec(max_batch_size=32, batch_wait_timeout_s=0.005)
 CALLERS, CALLS_PER_CALLER, WARMUP_PER_CALLER = 32, 20, 2
 THROUGHPUT_GOAL = 4.0
 
@@ -50,11 +51,33 @@ def embed_call(client: AlgorithmClient, name: str) -> Call:
     return lambda: client.invoke(name, {"texts": [f"short sentence number {next(counter)} about cats"]})
 
 
+async def model_ceiling(batch_size: int) -> tuple[float, float]:
+    """Seconds per text for the model alone, in this process on one thread: 1 text, then ``batch_size``.
+
+    Their ratio is the most batching can give on this machine, whatever serves the calls.
+    """
+    import torch
+
+    torch.set_num_threads(1)  # as Ray gives a 1-CPU replica
+    model = MiniLM()
+    await model.setup()
+    texts = [f"short sentence number {i} about cats" for i in range(batch_size)]
+    per_text = []
+    for n in (1, batch_size):
+        model._embed(texts[:n])  # warm up
+        repeats = max(3, 48 // n)
+        start = time.perf_counter()
+        for _ in range(repeats):
+            model._embed(texts[:n])
+        per_text.append((time.perf_counter() - start) / repeats / n)
+    return per_text[0], per_text[1]
+
+
 async def main() -> None:
     settings = Settings(log_level="WARNING")
     spec = Registry.load(settings.algo_mcp_registry).get(SOURCE).spec
     variants = {"unbatched": variant(spec, f"{SOURCE}-unbatched", None),
-                "batched": variant(spec, f"{SOURCE}-batched", BATCH)}
+                "batched": variant(spec, f"{SOURCE}-batched", spec.batch)}
     registry = Registry.from_specs([(f"bench variant {s.name}", s) for s in variants.values()])
     note("starting Ray")
     conn = cluster.connect(settings)
@@ -73,12 +96,16 @@ async def main() -> None:
     print(f"\nBatching: `{SOURCE}` (all-MiniLM-L6-v2, 1 CPU replica), {CALLERS} concurrent callers x "
           f"{CALLS_PER_CALLER} calls of 1 short text each, via AlgorithmClient; ratio = calls/s "
           "batched / unbatched.\n")
-    batch = f"max {BATCH.max_batch_size}, wait {BATCH.batch_wait_timeout_s * 1e3:g} ms"
+    assert spec.batch is not None, f"{SOURCE} has no batch in the registry"
+    batch = f"max {spec.batch.max_batch_size}, wait {spec.batch.batch_wait_timeout_s * 1e3:g} ms"
     rows = [["unbatched", "off", *stats_cells(stats["unbatched"]), "", ""],
             ["batched", batch, *stats_cells(stats["batched"]),
              *ratio_cell(ratio, THROUGHPUT_GOAL, at_most=False)]]
     print_table(["variant", "batch", "p50 ms", "p99 ms", "calls/s", "throughput ratio", "goal"],
                 rows)
+    single, batched = await model_ceiling(spec.batch.max_batch_size)
+    print(f"\nThe model alone, one thread: {single * 1e3:.1f} ms for 1 text, {batched * 1e3:.1f} ms per text in a "
+          f"batch of {spec.batch.max_batch_size}: at most {single / batched:.2f}x from batching on this machine.")
 
 
 if __name__ == "__main__":

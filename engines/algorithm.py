@@ -9,11 +9,15 @@ gains from batching (torch models), and may load weights in ``setup``.
 from __future__ import annotations
 
 import asyncio
-from typing import ClassVar
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, ClassVar, TypeVar
 
 from pydantic import BaseModel
 
 from engines import task_context
+
+T = TypeVar("T")
 
 
 class Algorithm:
@@ -25,6 +29,7 @@ class Algorithm:
     read_only: ClassVar[bool] = True
     #: …and the same input gives the same output.
     idempotent: ClassVar[bool] = True
+    _model_thread: ThreadPoolExecutor | None = None
 
     async def setup(self) -> None:
         """Load models or open clients; called once per replica before any call."""
@@ -49,6 +54,18 @@ class Algorithm:
     async def predict_batch(self, inputs: list[BaseModel]) -> list[BaseModel | Exception]:
         """Outputs in input order; an exception in an input's place fails that call alone."""
         return list(await asyncio.gather(*(self.predict(i) for i in inputs), return_exceptions=True))
+
+    async def run_model(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn`` on this replica's one model thread, off the event loop.
+
+        Forward passes then run one at a time, as the replica's CPU/GPU share
+        assumes: concurrent calls batch (or queue) instead of oversubscribing
+        the node with one thread each, and the event loop stays free to take
+        the next calls meanwhile.
+        """
+        if self._model_thread is None:
+            self._model_thread = ThreadPoolExecutor(1, thread_name_prefix=f"{type(self).__name__}-model")
+        return await asyncio.get_running_loop().run_in_executor(self._model_thread, fn, *args)
 
     @staticmethod
     async def report_progress(fraction: float, message: str | None = None) -> bool:

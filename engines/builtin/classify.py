@@ -8,7 +8,6 @@ forward pass.
 
 from __future__ import annotations
 
-import asyncio
 import io
 from pathlib import Path
 from typing import Annotated
@@ -109,4 +108,4 @@ class EfficientNetLite0(Algorithm):
     async def predict_batch(self, inputs: list[ClassifyInput]) -> list[ClassifyOutput | Exception]:
         """The replica has already fetched and checked each image (``media(IMAGE_RULE)``)."""
         images = [Media.of(i.image).data for i in inputs]
-        return await asyncio.to_thread(self._classify, images, [i.top_k for i in inputs])
+        return await self.run_model(self._classify, images, [i.top_k for i in inputs])

@@ -7,7 +7,6 @@ Concurrent calls are batched into one forward pass by the deployment.
 
 from __future__ import annotations
 
-import asyncio
 import os
 from typing import Annotated
 
@@ -70,7 +69,7 @@ class MiniLM(Algorithm):
 
     async def predict_batch(self, inputs: list[EmbeddingInput]) -> list[EmbeddingOutput]:
         flat = [t for inp in inputs for t in inp.texts]
-        vectors = await asyncio.to_thread(self._embed, flat)
+        vectors = await self.run_model(self._embed, flat)
         out, start = [], 0
         for inp in inputs:
             out.append(EmbeddingOutput(embeddings=vectors[start:start + len(inp.texts)]))

@@ -61,7 +61,7 @@ class VideoClassify(EfficientNetLite0):
 
     async def predict(self, inp: VideoClassifyInput) -> VideoClassifyOutput:
         """The replica has already fetched the video and checked it against ``VIDEO_RULE``."""
-        return await asyncio.to_thread(self._video, Media.of(inp.video), inp)
+        return await self.run_model(self._video, Media.of(inp.video), inp)
 
     async def predict_batch(self, inputs: list[VideoClassifyInput]) -> list[VideoClassifyOutput | Exception]:
         return list(await asyncio.gather(*(self.predict(i) for i in inputs), return_exceptions=True))
