@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
+import time
+
 import pytest
 
 from engines.errors import ValidationFailed
 from engines.registry import BatchSpec
 from engines.replica import AlgorithmReplica
+from tests.algorithms import Shout
 
 
 async def replica(target: str, batch: BatchSpec | None = None, prepare: dict | None = None):
@@ -27,3 +32,22 @@ async def test_a_task_payload_is_validated_again_in_the_replica():
     shout = await replica("tests.algorithms:Shout")
     with pytest.raises(ValidationFailed, match=r"seconds: must be >= 0 \(got -1\)"):
         await shout({"seconds": -1})
+
+
+async def test_run_model_runs_forward_passes_one_at_a_time_off_the_event_loop():
+    algo, running, most, threads = Shout(), 0, 0, set()
+    lock = threading.Lock()
+
+    def forward(i: int) -> int:
+        nonlocal running, most
+        with lock:
+            running += 1
+            most = max(most, running)
+        threads.add(threading.get_ident())
+        time.sleep(0.01)
+        with lock:
+            running -= 1
+        return i
+
+    assert await asyncio.gather(*(algo.run_model(forward, i) for i in range(8))) == list(range(8))
+    assert most == 1 and len(threads) == 1 and threading.get_ident() not in threads
