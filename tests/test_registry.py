@@ -26,7 +26,7 @@ def test_default_registry_loads_the_builtins():
     assert registry.names() == ["local-echo", "text-embedding", "image-classify", "video-classify",
                                 "external-sentiment", "nanobanana-image"]
     assert registry.get("nanobanana-image").spec.mode == "async"
-    assert registry.get("text-embedding").spec.batch.max_batch_size == 32
+    assert registry.get("text-embedding").spec.batch.max_batch_size == 16
 
 
 def echo_entry(extra: str) -> str:
