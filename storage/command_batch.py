@@ -55,19 +55,14 @@ class CommandBatch:
             try:
                 replies = await self._send(calls)
             except BaseException as exc:  # connection lost, or this task cancelled: fail the callers, not hang
+                error = exc if isinstance(exc, Exception) else ConnectionError(str(exc))
                 for *_, future in calls:
-                    if not future.done():
-                        future.set_exception(exc if isinstance(exc, Exception) else ConnectionError(str(exc)))
+                    _settle(future, error)
                 if not isinstance(exc, Exception):
                     raise
                 continue
             for (*_, future), reply in zip(calls, replies, strict=True):
-                if future.done():  # its caller was cancelled meanwhile
-                    continue
-                if isinstance(reply, Exception):
-                    future.set_exception(reply)
-                else:
-                    future.set_result(reply)
+                _settle(future, reply)
 
     async def _send(self, calls: list[_Call]) -> list[Any]:
         async with self._redis.pipeline(transaction=False) as pipe:
@@ -83,3 +78,13 @@ class CommandBatch:
                 except Exception as exc:
                     replies[i] = exc
         return replies
+
+
+def _settle(future: asyncio.Future, reply: Any) -> None:
+    """Hand a caller its reply, unless it was cancelled meanwhile."""
+    if future.done():
+        return
+    if isinstance(reply, Exception):
+        future.set_exception(reply)
+    else:
+        future.set_result(reply)

@@ -79,3 +79,4 @@ async def test_a_lost_connection_fails_the_waiting_callers_instead_of_hanging(re
     client.connection_pool.connection_kwargs["port"] = 1  # nothing listens there
     with pytest.raises(RedisConnectionError):
         await asyncio.wait_for(batch.script(script, ["sb:x"], [1]), 10)
+
