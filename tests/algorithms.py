@@ -87,8 +87,10 @@ class ProbeOutput(BaseModel):
     seen: dict[str, dict]
 
 
+@algorithm(name="test-media-probe", kind="local", num_cpus=0.05,
+           prepare={"image": {"format": "WEBP", "max_side": 32}})  # the entry overrides the field's PNG/64
 class MediaProbe(Algorithm):
-    """Reports what ``predict`` received for each media field (not deployed; driven in-process)."""
+    """Reports what ``predict`` received for each media field (deployed, and driven in-process)."""
 
     Input = ProbeInput
     Output = ProbeOutput

@@ -1,8 +1,8 @@
 """Declared pre-processing: the replica loads, checks and prepares media fields before ``predict``.
 
-Driven in-process through the replica class (no Ray), with media made in the
-test and passed as ``data:`` URIs; the deployed path is covered by the
-``image-classify`` and ``video-classify`` tests, which rely on the same code.
+Mostly driven in-process through the replica class (no Ray), with media made
+in the test and passed as ``data:`` URIs; one test goes through the deployed
+``test-media-probe``, whose registry entry overrides the field's prep.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import pytest
 
 from engines.errors import RegistryError, ValidationFailed
 from engines.registry import AlgorithmSpec, Registry
+from tests.conftest import Running
 from tests.test_media_image import make as make_image
 from tests.test_media_image import png_header
 from tests.test_media_video import H264, VP9
@@ -36,6 +37,12 @@ async def test_the_declared_image_prep_reaches_predict():
     image = seen["image"]
     assert image["content_type"] == "image/png" and image["size"] == [64, 43]  # PNG, long side 64
     assert image["original"]["format"] == "JPEG" and image["original"]["width"] == 300
+
+
+async def test_the_deployed_replica_applies_its_registry_entrys_prep(server: Running):
+    out = await server.gateway.client.invoke("test-media-probe",
+                                             {"image": data_uri(make_image("JPEG", (300, 200)), "image/jpeg")})
+    assert out["seen"]["image"]["content_type"] == "image/webp" and out["seen"]["image"]["size"] == [32, 21]
 
 
 async def test_the_registry_entry_overrides_the_prep():
