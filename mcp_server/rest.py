@@ -13,6 +13,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse
 
 from engines import deploy
@@ -60,6 +61,21 @@ class TaskSubmission(BaseModel):
     callback_url: str | None = Field(None, description="receives the final task record, HMAC-signed")
 
 
+FASTAPI_PARSE_ERROR = "There was an error parsing the body"
+BODY_UNPARSABLE = "body: could not be parsed as JSON (malformed, or nested too deeply)"
+
+
+def _body_problems(err: RequestValidationError) -> list[str]:
+    """``field: rule`` lines for a body; JSON that does not parse is named as such, with where."""
+    problems, fields = [], []
+    for e in err.errors():
+        if e["type"] == "json_invalid":
+            problems.append(f"body: not valid JSON ({e['ctx']['error']} at character {e['loc'][-1]})")
+        else:
+            fields.append({**e, "loc": tuple(e["loc"])[1:]})  # drop the "body" prefix
+    return problems + describe(fields)
+
+
 def rest_app(queue: TaskQueue) -> FastAPI:
     app = FastAPI(title="algo-mcp", summary="Registered algorithms over REST (the Ray Service API)",
                   docs_url="/docs", redoc_url=None)
@@ -72,8 +88,14 @@ def rest_app(queue: TaskQueue) -> FastAPI:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, err: RequestValidationError) -> JSONResponse:
-        problems = [{**e, "loc": tuple(e["loc"])[1:]} for e in err.errors()]  # drop the "body" prefix
-        return http_error(ValidationFailed(describe(problems)))
+        return http_error(ValidationFailed(_body_problems(err)))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, err: StarletteHTTPException) -> JSONResponse:
+        """FastAPI's own refusals (a body it cannot parse at all) in the same shape as ours."""
+        message = BODY_UNPARSABLE if err.detail == FASTAPI_PARSE_ERROR else str(err.detail)
+        return JSONResponse({"error": {"type": "bad_request" if err.status_code == 400 else "http_error",
+                                       "message": message}}, status_code=err.status_code, headers=err.headers)
 
     for entry in registry:
         app.post(f"/invoke/{entry.name}", name=f"invoke {entry.name}", tags=["invoke"],

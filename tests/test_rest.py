@@ -5,6 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from mcp_server.rest import BODY_UNPARSABLE
 from tests.conftest import Running
 
 
@@ -41,11 +42,19 @@ async def test_bad_bodies_get_the_same_wording_as_mcp(rest: httpx.AsyncClient, b
     assert response.json()["error"]["problems"] == [problem]
 
 
-async def test_malformed_json_is_a_422_not_a_crash(rest: httpx.AsyncClient):
-    response = await rest.post("/invoke/local-echo", content=b"{not json",
+async def test_malformed_json_is_a_422_naming_the_body(rest: httpx.AsyncClient):
+    response = await rest.post("/invoke/local-echo", content=b'{"text": ',
                                headers={"Content-Type": "application/json"})
     assert response.status_code == 422
-    assert response.json()["error"]["type"] == "validation_failed"
+    assert response.json()["error"]["problems"] == ["body: not valid JSON (Expecting value at character 9)"]
+
+
+async def test_json_nested_past_the_parser_is_a_400_in_our_shape(rest: httpx.AsyncClient):
+    response = await rest.post("/invoke/local-echo", content=b"[" * 100_000 + b"]" * 100_000,
+                               headers={"Content-Type": "application/json"})
+    assert response.status_code == 400
+    assert response.json() == {"error": {"type": "bad_request", "message": BODY_UNPARSABLE}}
+    assert (await rest.get("/healthz")).status_code == 200  # and the server is fine
 
 
 async def test_openapi_documents_each_algorithm_body(rest: httpx.AsyncClient):
