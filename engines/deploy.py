@@ -32,15 +32,15 @@ log = logging.getLogger(__name__)
 
 DEPLOY_TIMEOUT_S = 300.0
 TASK_WORKER_CPUS = 0.1
+_POLL_S = 0.2
+#: read by every replica: media fields may name URLs, fetched through engines.safe_url
+COMMON_SETTINGS = ("FETCH_ALLOWLIST",)
+
+
 def task_worker_app_name(queue: TaskQueueConfig) -> str:
     """One worker application per task queue (Redis and prefix), so gateways on different
     queues can share a cluster without taking each other's worker."""
     return f"algo-mcp-task-worker-{_digest(queue.redis_url, queue.prefix)[:8]}"
-_POLL_S = 0.2
-
-
-#: read by every replica: media fields may name URLs, fetched through engines.safe_url
-COMMON_SETTINGS = ("FETCH_ALLOWLIST",)
 
 
 def forwarded_env(entry: Entry, settings: Settings) -> dict[str, str]:
