@@ -125,10 +125,18 @@ def _alive(pid: int) -> bool:
 
 
 def _previous_port(data_dir: Path) -> int | None:
+    """The port the last server used, if it is free to listen on again.
+
+    SO_REUSEADDR, as the server itself binds: a stopped server's closed
+    connections linger in TIME_WAIT on that port, which does not stop it
+    listening there, and a restarted gateway must get the same URL (its task
+    worker is named after it).
+    """
     port = _read_pid(data_dir / _PORTFILE)
     if port is None:
         return None
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((HOST, port))
         except OSError:

@@ -87,7 +87,7 @@ class ProbeOutput(BaseModel):
     seen: dict[str, dict]
 
 
-@algorithm(name="test-media-probe", kind="local", num_cpus=0.05,
+@algorithm(name="test-media-probe", kind="local", num_cpus=0.01,  # the suite fits 2 CPUs, restarts included
            prepare={"image": {"format": "WEBP", "max_side": 32}})  # the entry overrides the field's PNG/64
 class MediaProbe(Algorithm):
     """Reports what ``predict`` received for each media field (deployed, and driven in-process)."""

@@ -56,7 +56,11 @@ async def test_a_task_survives_a_killed_gateway(server: Running, settings, tmp_p
     finally:
         if first.returncode is None:
             first.kill()
+    port_file = tmp_path / "data" / "redis" / "port"
+    first_port = port_file.read_text()
     second = await start_gateway(env, url)
+    # The same Redis URL, so the same task worker: it takes the task over, nothing is deployed twice.
+    assert port_file.read_text() == first_port
     try:
         async with httpx.AsyncClient(base_url=url, headers=server.auth) as http:
             async def ended() -> dict | None:
