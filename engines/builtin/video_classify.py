@@ -1,8 +1,9 @@
 """``video-classify``: what a short video shows, by classifying frames spread over it.
 
 The replica checks the video against the declared :class:`VideoRule` (container,
-codec, size, duration) before ``predict``; ``frames`` frames are extracted with PyAV and classified in
-one EfficientNet-Lite0 batch, and the labels are averaged over the frames.
+codec, size, duration) before ``predict``; ``frames`` frames are extracted with
+PyAV and classified in one EfficientNet-Lite0 batch, and the labels are averaged
+over the frames.
 """
 
 from __future__ import annotations
