@@ -15,6 +15,8 @@ import os
 from typing import Any
 
 from ray import serve
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from engines.callbacks import deliver_callback
 from engines.client import AlgorithmClient
@@ -29,6 +31,7 @@ CLAIM_BLOCK_MS = 1000
 CLAIM_BATCH = 32
 DEFAULT_TIMEOUT_S = 3600.0
 _RETRY_PAUSE_S = 1.0
+_MAX_RETRY_PAUSE_S = 10.0
 
 
 @serve.deployment
@@ -46,6 +49,7 @@ class TaskWorker:
         self._worker_id = f"task-worker:{serve.get_replica_context().replica_id.unique_id}"
         self._slots = asyncio.Semaphore(concurrency)
         self._running: dict[str, asyncio.Task] = {}
+        self._leases: dict[str, str] = {}  # task id → its stream message, renewed while it runs here
         self._callback_secret = callback_secret
         self._beat = (heartbeat_interval_s, heartbeat_ttl_s)
         self._loops = [asyncio.create_task(loop()) for loop in
@@ -81,10 +85,13 @@ class TaskWorker:
             for record in records:
                 task = asyncio.create_task(self._execute(record))
                 self._running[record.task_id] = task
+                if record.message_id:
+                    self._leases[record.task_id] = record.message_id
                 task.add_done_callback(lambda _, tid=record.task_id: self._done(tid))
 
     def _done(self, task_id: str) -> None:
         self._running.pop(task_id, None)
+        self._leases.pop(task_id, None)
         self._slots.release()
 
     async def _execute(self, record: TaskRecord) -> None:
@@ -93,17 +100,30 @@ class TaskWorker:
         except asyncio.CancelledError:
             return  # cancel_task already wrote the terminal state
         except AlgoError as err:
-            ended = await self._store.finish(record.task_id, TaskStatus.FAILED, error=err.to_dict())
+            ended = await self._finish(record.task_id, TaskStatus.FAILED, error=err.to_dict())
         except Exception as exc:
             log.exception("task %s failed", record.task_id)
             error = {"type": "internal", "message": f"{type(exc).__name__}; see the worker log"}
-            ended = await self._store.finish(record.task_id, TaskStatus.FAILED, error=error)
+            ended = await self._finish(record.task_id, TaskStatus.FAILED, error=error)
         else:
-            ended = await self._store.finish(record.task_id, TaskStatus.SUCCEEDED, result=result)
+            ended = await self._finish(record.task_id, TaskStatus.SUCCEEDED, result=result)
         if ended and record.callback_url:
             final = await self._store.get(record.task_id)
             if final is not None:
                 await deliver_callback(record.callback_url, final.public(), self._callback_secret)
+
+    async def _finish(self, task_id: str, status: TaskStatus, result: Any = None,
+                      error: dict[str, Any] | None = None) -> bool:
+        """Write the task's end, retrying while Redis is unreachable: the work is done, and its
+        lease stays with this worker meanwhile, so it is neither lost nor run again."""
+        pause = _RETRY_PAUSE_S
+        while True:
+            try:
+                return await self._store.finish(task_id, status, result=result, error=error)
+            except (RedisConnectionError, RedisTimeoutError) as exc:
+                log.warning("task %s: cannot record its end yet (%s); retrying in %g s", task_id, exc, pause)
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, _MAX_RETRY_PAUSE_S)
 
     async def _run(self, record: TaskRecord) -> dict[str, Any]:
         timeout_s = record.timeout_s or DEFAULT_TIMEOUT_S
@@ -136,5 +156,5 @@ class TaskWorker:
         while True:
             await asyncio.sleep(self._store.visibility_timeout_s / 3)
             with contextlib.suppress(Exception):
-                await self._store.renew_leases(self._worker_id)
+                await self._store.renew_leases(self._worker_id, list(self._leases.values()))
 

@@ -110,13 +110,20 @@ if ended == 1 then redis.call('PUBLISH', ARGV[5], ARGV[6]) end
 return ended
 """
 
-# KEYS: stream. ARGV: group, worker. Resets the idle time of every message the
-# worker holds (XCLAIM JUSTID does not count a delivery), so long tasks keep their claim.
+# KEYS: stream. ARGV: group, worker, then the message ids of the tasks it is still running.
+# Resets the idle time of those of them it still holds (XCLAIM JUSTID does not count a
+# delivery), so long tasks keep their claim; a claim whose task stopped running here (its
+# coroutine died, say on a lost connection) is left to go stale and be redelivered.
 RENEW_LEASES = """
 local pending = redis.pcall('XPENDING', KEYS[1], ARGV[1], '-', '+', 1000, ARGV[2])
 if type(pending) ~= 'table' or pending.err or #pending == 0 then return 0 end
+local running = {}
+for i = 3, #ARGV do running[ARGV[i]] = true end
 local args = {'XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0}
-for _, entry in ipairs(pending) do table.insert(args, entry[1]) end
+for _, entry in ipairs(pending) do
+  if running[entry[1]] then table.insert(args, entry[1]) end
+end
+if #args == 5 then return 0 end
 table.insert(args, 'JUSTID')
 return #redis.call(unpack(args))
 """

@@ -19,7 +19,7 @@ import builtins
 import json
 import math
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -308,9 +308,13 @@ class TaskStore:
         finally:
             await pubsub.aclose()
 
-    async def renew_leases(self, worker_id: str) -> int:
-        """Keep this worker's claims from going stale; call it well within ``visibility_timeout_s``."""
-        return int(await self._renew(keys=[self.keys.stream], args=[self.keys.group, worker_id]))
+    async def renew_leases(self, worker_id: str, message_ids: Iterable[str]) -> int:
+        """Keep the claims of the tasks this worker still runs (their ``message_id``) from going
+        stale; call it well within ``visibility_timeout_s``. Returns how many were renewed."""
+        ids = builtins.list(message_ids)
+        if not ids:
+            return 0
+        return int(await self._renew(keys=[self.keys.stream], args=[self.keys.group, worker_id, *ids]))
 
     async def beat(self, worker_id: str, info: Mapping[str, Any], ttl_s: float) -> None:
         """Say this worker is alive for ``ttl_s`` more seconds."""

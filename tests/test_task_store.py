@@ -140,9 +140,25 @@ async def test_renewed_leases_keep_a_long_task_with_its_worker(make_store: Store
     record = await start(store, "slow")
     window = time.monotonic() + 3 * visibility_s
     while time.monotonic() < window:  # three timeouts long, renewing well within each
-        assert await store.renew_leases("slow") == 1
+        assert await store.renew_leases("slow", [record.message_id]) == 1  # type: ignore[list-item]
         assert await store.claim_next("other", block_ms=50) is None
     assert (await store.get(record.task_id)).worker_id == "slow"  # type: ignore[union-attr]
+
+
+async def test_a_claim_whose_task_stopped_running_is_not_renewed(make_store: StoreFactory):
+    """A worker renews only the tasks it still runs; one it lost (its coroutine died) is redelivered."""
+    store = make_store(visibility_timeout_s=FAST)
+    kept = await start(store, "w1")
+    lost = await start(store, "w1")
+    assert await store.renew_leases("w1", []) == 0
+    window = time.monotonic() + 3 * FAST
+    redelivered = None
+    while time.monotonic() < window and redelivered is None:
+        assert await store.renew_leases("w1", [kept.message_id]) == 1  # type: ignore[list-item]
+        redelivered = await store.claim_next("w2", block_ms=50)
+    assert redelivered is not None and redelivered.task_id == lost.task_id and redelivered.attempts == 2
+    assert await store.claim_next("w2", block_ms=50) is None  # the kept one stayed with w1
+    assert (await store.get(kept.task_id)).worker_id == "w1"  # type: ignore[union-attr]
 
 
 async def test_a_task_whose_workers_keep_dying_fails_with_the_reason(make_store: StoreFactory, redis_client: Redis):
