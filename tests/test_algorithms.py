@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 
 import pytest
 
@@ -61,3 +63,11 @@ async def test_upstream_errors_never_carry_the_key(server: Running, sentiment_ap
     text = result.content[0].text
     assert result.is_error and "answered HTTP 500" in text
     assert sentiment_api.key not in text and sentiment_api.key not in str(result.structured_content)
+
+
+def test_a_model_loaded_outside_ray_picks_the_cpu_without_starting_ray():
+    """Scripts and benches load models directly; asking Ray for GPUs must not start a cluster."""
+    probe = ("import ray; from engines.torch_device import pick_device; "
+             "print(pick_device(), ray.is_initialized())")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True)
+    assert done.stdout.split() == ["cpu", "False"]
