@@ -1,24 +1,60 @@
-"""The baseline: a bare FastMCP server with one in-process ``echo`` tool, no Ray.
+"""The baselines: a bare FastMCP server with one ``echo`` tool, no algo-mcp.
+
+``bare_server()`` echoes in-process (no Ray): the goal's baseline.
+``bare_server(handle)`` echoes through a bare Serve deployment (:class:`ServeEcho`):
+the least any MCP tool backed by Ray Serve can cost, shown for scale.
 
 Imported by ``bench_gateway.py`` for the in-memory and HTTP runs, and run as a
-script (``python bench/_bare_echo.py``) as its stdio server.
+script as its stdio servers: ``python bench/_bare_echo.py`` (in-process), or
+with ``--serve`` to join ``RAY_ADDRESS`` and call the bench's ``ServeEcho``.
 """
 
 from __future__ import annotations
 
+import asyncio
+import sys
+
+import engines  # noqa: F401  (Serve's request-path settings, as the gateway has them; before ray.serve)
+
+# isort: split
 from fastmcp import FastMCP
+from ray import serve
+from ray.serve.handle import DeploymentHandle
+
+SERVE_ECHO_APP = "bare-serve-echo"
 
 
-def bare_server() -> FastMCP:
+@serve.deployment(max_ongoing_requests=100)
+class ServeEcho:
+    async def __call__(self, text: str) -> dict[str, str]:
+        return {"text": text}
+
+
+def bare_server(handle: DeploymentHandle | None = None) -> FastMCP:
     mcp = FastMCP("bare-echo")
 
     @mcp.tool
     async def echo(text: str) -> dict[str, str]:
         """Send a text back unchanged."""
-        return {"text": text}
+        return await handle.remote(text) if handle is not None else {"text": text}
 
     return mcp
 
 
+async def _serve_echo_over_stdio() -> None:
+    from engines import cluster
+    from engines.settings import Settings
+
+    conn = cluster.connect(Settings(log_level="WARNING"))  # RAY_ADDRESS from the environment
+    try:
+        handle = serve.get_deployment_handle(ServeEcho.name, app_name=SERVE_ECHO_APP)
+        await bare_server(handle).run_async("stdio", show_banner=False)
+    finally:
+        await cluster.disconnect(conn)
+
+
 if __name__ == "__main__":
-    bare_server().run("stdio", show_banner=False)
+    if "--serve" in sys.argv[1:]:
+        asyncio.run(_serve_echo_over_stdio())
+    else:
+        bare_server().run("stdio", show_banner=False)

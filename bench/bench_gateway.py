@@ -23,10 +23,11 @@ from pathlib import Path
 import ray
 import uvicorn
 import yaml
-from _bare_echo import bare_server
+from _bare_echo import SERVE_ECHO_APP, ServeEcho, bare_server
 from _common import Call, compare, note, print_table, ratio_cell, run, sequential, stats_cells
 from fastmcp import Client
 from fastmcp.client.transports import StdioTransport
+from ray import serve
 from starlette.applications import Starlette
 
 from engines.registry import AlgorithmSpec, Registry
@@ -114,28 +115,36 @@ async def main() -> None:
         gateway, bare = build_gateway(settings, registry_of(spec, 1)), bare_server()
         note("starting Ray and deploying local-echo (the gateway's own lifespan)")
         algo_mem = await enter(Client(gateway.mcp))  # holds the lifespan: Ray stops when it closes
+        note("deploying a bare Serve echo (the floor for any Serve-backed tool, for scale)")
+        await asyncio.to_thread(serve.run, ServeEcho.bind(), name=SERVE_ECHO_APP, route_prefix=None)
+        serve_echo = serve.get_deployment_handle(ServeEcho.name, app_name=SERVE_ECHO_APP)
+        ray_address = ray.get_runtime_context().gcs_address
         note("starting the HTTP servers and the stdio subprocesses")
         algo_url = await enter(serving(gateway.http_app()))
         bare_url = await enter(serving(bare.http_app(path="/mcp")))
         clients = {
-            "in-memory": (algo_mem, await enter(Client(bare))),
+            "in-memory": (algo_mem, await enter(Client(bare)), await enter(Client(bare_server(serve_echo)))),
             "stdio": (
                 # A second gateway on the same cluster, Redis and DATA_DIR: it reuses the deployments.
                 await enter(stdio(str(Path(sys.executable).with_name("algo-mcp")), "serve",
                                   "--transport", "stdio", LOG_LEVEL="WARNING",
-                                  RAY_ADDRESS=ray.get_runtime_context().gcs_address,
+                                  RAY_ADDRESS=ray_address,
                                   REDIS_URL=gateway.queue.config.redis_url,
                                   ALGO_MCP_REGISTRY=str(registry_file))),
                 await enter(stdio(sys.executable, str(BENCH / "_bare_echo.py"))),
+                await enter(stdio(sys.executable, str(BENCH / "_bare_echo.py"), "--serve", LOG_LEVEL="WARNING",
+                                  RAY_ADDRESS=ray_address)),
             ),
-            "HTTP": (await enter(Client(algo_url)), await enter(Client(bare_url))),
+            "HTTP": (await enter(Client(algo_url)), await enter(Client(bare_url)), None),
             "HTTP legacy": (await enter(Client(algo_url, mode="legacy")),
-                            await enter(Client(bare_url, mode="legacy"))),
+                            await enter(Client(bare_url, mode="legacy")), None),
         }
-        for transport, (algo, base) in clients.items():
+        for transport, (algo, base, base_on_serve) in clients.items():
             note(f"{transport}: algo-mcp vs bare FastMCP")
             servers = [("bare FastMCP", "1", await checked(base, "echo")),
                        ("algo-mcp", "1", await checked(algo, ECHO))]
+            if base_on_serve is not None:  # the same bare tool, echoing through a bare Serve deployment
+                servers.append(("bare FastMCP + bare Serve deployment", "1", await checked(base_on_serve, "echo")))
             if transport == "in-memory":  # the Ray Serve round trip alone, for scale
                 servers.append(("AlgorithmClient only, no MCP", "1",
                                 lambda: gateway.client.invoke(ECHO, ARGS)))

@@ -75,7 +75,8 @@ class TaskWorker:
                 await self._slots.acquire()  # free now, so it does not wait
                 free += 1
             try:
-                records = await self._store.claim(self._worker_id, free, block_ms=CLAIM_BLOCK_MS)
+                records = await self._store.claim(self._worker_id, free, block_ms=CLAIM_BLOCK_MS,
+                                                  held=set(self._leases.values()))
             except Exception:
                 records = []
                 log.exception("claiming tasks failed; retrying")

@@ -19,7 +19,7 @@ import builtins
 import json
 import math
 import time
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Collection, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -238,12 +238,18 @@ class TaskStore:
 
     # -- workers ---------------------------------------------------------
 
-    async def claim(self, worker_id: str, count: int = 1, block_ms: int = 5000) -> builtins.list[TaskRecord]:
+    async def claim(self, worker_id: str, count: int = 1, block_ms: int = 5000,
+                    held: Collection[str] = ()) -> builtins.list[TaskRecord]:
         """Up to ``count`` tasks for this worker, each marked running: stale claims taken over first.
 
         Waits up to ``block_ms`` for new messages (0: not at all); the claims go
         in one pipeline. Each record's ``attempts`` counts this delivery. A task
         cancelled while queued is skipped here, never started.
+
+        ``held`` are the message ids of the tasks this worker is still running.
+        Their claims go stale when its renewals fail (Redis unreachable for longer
+        than the visibility timeout); taking such a claim over renews it, and the
+        task is not started a second time (nor failed as "worker lost").
         """
         await self._ensure_group()
         deadline = time.monotonic() + block_ms / 1000
@@ -261,7 +267,8 @@ class TaskStore:
             foreign = [message_id for message_id, task_id in deliveries if task_id is None]
             if foreign:  # not ours: drop them
                 await self.redis.xack(self.keys.stream, self.keys.group, *foreign)
-            ours = [(message_id, task_id) for message_id, task_id in deliveries if task_id is not None]
+            ours = [(message_id, task_id) for message_id, task_id in deliveries
+                    if task_id is not None and message_id not in held]
             found = await asyncio.gather(*(self._on_task(self._claim, task_id, message_id, worker_id)
                                            for message_id, task_id in ours))
             records = [TaskRecord.from_hash(task_id, as_mapping(fields))

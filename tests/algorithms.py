@@ -16,7 +16,7 @@ from engines.media import Frames, ImagePrep, ImageRule, Media, VideoPrep, VideoR
 
 class SleepInput(BaseModel):
     seconds: float = Field(ge=0, le=120)
-    marker: str | None = Field(None, description="file the replica writes 'started', then 'cancelled'")
+    marker: str | None = Field(None, description="file the replica writes 'started', then 'slept' or 'cancelled'")
 
 
 class SleepOutput(BaseModel):
@@ -39,6 +39,8 @@ class Sleep(Algorithm):
             if inp.marker:
                 Path(inp.marker).write_text("cancelled")
             raise
+        if inp.marker:
+            Path(inp.marker).write_text("slept")
         return SleepOutput(slept=inp.seconds)
 
 

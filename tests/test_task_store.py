@@ -161,6 +161,26 @@ async def test_a_claim_whose_task_stopped_running_is_not_renewed(make_store: Sto
     assert (await store.get(kept.task_id)).worker_id == "w1"  # type: ignore[union-attr]
 
 
+async def test_a_worker_takes_back_its_own_stale_claim_without_starting_the_task_again(make_store: StoreFactory,
+                                                                                      redis_client: Redis):
+    """Its renewals failed past the visibility timeout (Redis was unreachable) while the task ran on:
+    the worker's next claim takes that claim back as it is, not as a new attempt or a lost worker."""
+    store = make_store(visibility_timeout_s=FAST)
+    running = await start(store, "w1", max_attempts=1)  # a second delivery would fail it as "worker lost"
+
+    async def gone_stale() -> bool:
+        entries = await redis_client.xpending_range(store.keys.stream, store.keys.group, "-", "+", 10)
+        return bool(entries) and entries[0]["time_since_delivered"] >= FAST * 1000
+
+    await eventually(gone_stale)
+    assert await store.claim("w1", 5, block_ms=50, held={running.message_id}) == []
+    record = await store.get(running.task_id)
+    assert record is not None and record.status is TaskStatus.RUNNING
+    assert record.attempts == 1 and record.worker_id == "w1"
+    assert await store.claim_next("w2", block_ms=50) is None  # taking it back renewed it
+    assert await store.finish(running.task_id, TaskStatus.SUCCEEDED, {"ok": True})
+
+
 async def test_a_task_whose_workers_keep_dying_fails_with_the_reason(make_store: StoreFactory, redis_client: Redis):
     store = make_store(visibility_timeout_s=FAST)
     record = await store.submit("echo", {}, max_attempts=2)
