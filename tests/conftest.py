@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ from engines.settings import Settings
 from mcp_server.app import Gateway, build_gateway
 from storage import EmbeddedRedis
 from tests.fake_apis import NanoBananaAPI, SentimentAPI, serve_nanobanana_api, serve_sentiment_api
+from tests.polling import poll
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "test-token-6f1d"
@@ -102,13 +102,14 @@ async def server(settings: Settings, server_env: dict[str, str]) -> AsyncIterato
     config = uvicorn.Config(gateway.http_app(), host="127.0.0.1", port=port, log_level="warning")
     http = uvicorn.Server(config)
     task = asyncio.create_task(http.serve())
-    deadline = time.monotonic() + START_DEADLINE_S
-    while not http.started:
+
+    def started() -> bool:
         if task.done():
             task.result()
             raise RuntimeError("the gateway stopped during start-up")
-        assert time.monotonic() < deadline, "gateway did not start in time"
-        await asyncio.sleep(0.1)
+        return http.started
+
+    await poll(started, timeout_s=START_DEADLINE_S, interval_s=0.1, what="the gateway started")
     import ray
 
     address = ray.get_runtime_context().gcs_address
@@ -118,12 +119,3 @@ async def server(settings: Settings, server_env: dict[str, str]) -> AsyncIterato
     finally:
         http.should_exit = True
         await task
-
-
-async def poll(predicate, timeout_s: float = 30.0, interval_s: float = 0.05):
-    """Wait until ``predicate()`` is truthy, failing after ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
-    while not (value := predicate()):
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(interval_s)
-    return value

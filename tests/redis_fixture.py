@@ -7,9 +7,7 @@ into a test module to use ``redis_server``, ``redis_client`` and ``make_store``.
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, TypeVar
 from uuid import uuid4
 
@@ -46,12 +44,3 @@ def store_factory_fixture(redis_client: Redis) -> StoreFactory:
         return TaskStore(redis_client, prefix=prefix, **options)
 
     return make
-
-
-async def eventually(probe: Callable[[], Awaitable[T]], timeout_s: float = 10.0, interval_s: float = 0.02) -> T:
-    """Call ``probe`` until it returns something truthy; fail after ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
-    while not (value := await probe()):
-        assert time.monotonic() < deadline, f"condition not met within {timeout_s} s"
-        await asyncio.sleep(interval_s)
-    return value

@@ -26,17 +26,14 @@ async def start_gateway(env: dict[str, str], url: str) -> asyncio.subprocess.Pro
                                                 cwd=ROOT, env=env, stdout=DEVNULL, stderr=DEVNULL)
 
     async def healthy() -> bool:
+        assert proc.returncode is None, "the gateway exited during start-up"
         try:
             async with httpx.AsyncClient() as http:
                 return (await http.get(f"{url}/healthz")).status_code == 200
         except httpx.HTTPError:
             return False
 
-    deadline = asyncio.get_running_loop().time() + 240
-    while not await healthy():
-        assert proc.returncode is None, "the gateway exited during start-up"
-        assert asyncio.get_running_loop().time() < deadline, "the gateway did not become healthy"
-        await asyncio.sleep(0.5)
+    await poll(healthy, timeout_s=240, interval_s=0.5, what="the gateway healthy")
     return proc
 
 
@@ -70,10 +67,7 @@ async def test_a_task_survives_a_killed_gateway(server: Running, settings, tmp_p
                 record = (await http.get(f"/tasks/{task_id}")).json()
                 return record if record["status"] in ("succeeded", "failed", "cancelled") else None
 
-            deadline = asyncio.get_running_loop().time() + 120
-            while (record := await ended()) is None:
-                assert asyncio.get_running_loop().time() < deadline, "the task never ended"
-                await asyncio.sleep(0.5)
+            record = await poll(ended, timeout_s=120, interval_s=0.5, what="the task ended")
         assert record["status"] == "succeeded" and record["result"] == {"slept": 4}
     finally:
         second.send_signal(signal.SIGINT)

@@ -23,6 +23,7 @@ from engines import safe_url
 from engines.errors import ValidationFailed
 from engines.safe_address import ipv4_numeric, is_public
 from engines.safe_url import check_public_url, fetch_public, post_public
+from tests.polling import poll
 
 PUBLIC_IP = "93.184.216.34"  # only ever handed to the code under test by a fake resolver; never connected to
 FAKE_DNS: dict[str, list[str]] = {"public.example": [PUBLIC_IP], "private.example": [PUBLIC_IP, "10.0.0.7"],
@@ -466,8 +467,7 @@ async def test_connection_that_lands_on_loopback_is_refused_before_sending(serve
     monkeypatch.setattr(safe_url, "connect_tcp", hijacked)
     assert await check_public_url("image", "http://public.example/x.png") is None
     assert await refusal(fetch("http://public.example/x.png")) == "image: address 127.0.0.1 is not public"
-    await asyncio.sleep(0.05)
-    assert server.connections == 1
+    await poll(lambda: server.connections == 1, timeout_s=5)
     assert server.requests == []
 
 

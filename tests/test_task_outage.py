@@ -20,7 +20,6 @@ from engines.settings import Settings
 from engines.task_context import TaskQueueConfig
 from storage import TaskRecord, TaskStatus, TaskStore, redis_pool
 from tests.conftest import Running, poll
-from tests.redis_fixture import eventually
 from tests.tcp_proxy import TcpProxy
 from tests.test_limits import marked
 
@@ -50,11 +49,11 @@ async def test_a_task_that_ends_while_redis_is_unreachable_keeps_its_result(serv
             entries = await redis.xpending_range(store.keys.stream, store.keys.group, "-", "+", 1)
             return bool(entries) and entries[0]["time_since_delivered"] > visibility_s * 1000
 
-        await eventually(claim_went_stale, timeout_s=4 * visibility_s)
+        await poll(claim_went_stale, timeout_s=4 * visibility_s)
         during = await store.get(task.task_id)
         assert during is not None and during.status is TaskStatus.RUNNING
         await proxy.start()
-        ended = await eventually(lambda: _ended(store, task.task_id), timeout_s=60)
+        ended = await poll(lambda: _ended(store, task.task_id), timeout_s=60)
         assert ended.status is TaskStatus.SUCCEEDED, ended.error
         assert ended.result == {"slept": 2} and ended.attempts == 1
     finally:

@@ -12,9 +12,9 @@ from redis.asyncio import Redis
 
 from engines.errors import UpstreamFailed
 from storage import DataDirInUse, EmbeddedRedis, TaskRecord, TaskStatus, TaskStore, redis_pool
+from tests.polling import poll
 from tests.redis_fixture import (  # noqa: F401  (fixtures)
     StoreFactory,
-    eventually,
     redis_client_fixture,
     redis_server_fixture,
     store_factory_fixture,
@@ -127,7 +127,7 @@ async def test_a_dead_workers_task_is_redelivered_after_the_visibility_timeout(m
                                                                                redis_client: Redis):
     store = make_store(visibility_timeout_s=FAST)
     record = await start(store, "doomed", max_attempts=3)  # ... and "doomed" never finishes it
-    again = await eventually(lambda: store.claim_next("rescuer", block_ms=50))
+    again = await poll(lambda: store.claim_next("rescuer", block_ms=50))
     assert again.task_id == record.task_id and again.attempts == 2 and again.worker_id == "rescuer"
     assert again.status is TaskStatus.RUNNING and again.started_at >= record.started_at  # type: ignore[operator]
     assert await store.finish(record.task_id, TaskStatus.SUCCEEDED, {"ok": True})
@@ -172,7 +172,7 @@ async def test_a_worker_takes_back_its_own_stale_claim_without_starting_the_task
         entries = await redis_client.xpending_range(store.keys.stream, store.keys.group, "-", "+", 10)
         return bool(entries) and entries[0]["time_since_delivered"] >= FAST * 1000
 
-    await eventually(gone_stale)
+    await poll(gone_stale)
     assert await store.claim("w1", 5, block_ms=50, held={running.message_id}) == []
     record = await store.get(running.task_id)
     assert record is not None and record.status is TaskStatus.RUNNING
@@ -185,14 +185,14 @@ async def test_a_task_whose_workers_keep_dying_fails_with_the_reason(make_store:
     store = make_store(visibility_timeout_s=FAST)
     record = await store.submit("echo", {}, max_attempts=2)
     for n, worker in enumerate(("w1", "w2"), start=1):
-        claimed = await eventually(lambda w=worker: store.claim_next(w, block_ms=50))
+        claimed = await poll(lambda w=worker: store.claim_next(w, block_ms=50))
         assert claimed.attempts == n and claimed.status is TaskStatus.RUNNING  # then its worker dies
 
     async def third_worker_finds_nothing_to_run() -> bool:
         assert await store.claim_next("w3", block_ms=50) is None
         return (await store.get(record.task_id)).terminal  # type: ignore[union-attr]
 
-    await eventually(third_worker_finds_nothing_to_run)
+    await poll(third_worker_finds_nothing_to_run)
     failed = await store.get(record.task_id)
     assert failed is not None and failed.status is TaskStatus.FAILED and failed.attempts == 2
     assert failed.error is not None and failed.error["type"] == "worker_lost"
@@ -246,7 +246,7 @@ async def test_cancel_running_tells_the_worker_and_a_late_result_is_dropped(stor
     record = await start(store, "w1")
     notices = store.cancellations()
     notice = asyncio.create_task(anext(notices))
-    await eventually(lambda: _subscribers(redis_client, store.keys.cancel_channel))
+    await poll(lambda: _subscribers(redis_client, store.keys.cancel_channel))
     cancelled = await store.cancel(record.task_id)
     assert cancelled is not None and cancelled.status is TaskStatus.CANCELLED
     assert await asyncio.wait_for(notice, 5) == record.task_id
@@ -288,7 +288,7 @@ async def test_an_expired_task_is_gone(make_store: StoreFactory):
     async def gone() -> bool:
         return await store.get(ended.task_id) is None
 
-    assert await eventually(gone, timeout_s=10)
+    assert await poll(gone, timeout_s=10)
 
 
 # -- waiting and watching ------------------------------------------------
@@ -297,7 +297,7 @@ async def test_an_expired_task_is_gone(make_store: StoreFactory):
 async def test_wait_returns_as_soon_as_another_coroutine_finishes_the_task(store: TaskStore, redis_client: Redis):
     record = await start(store, "w1")
     waiters = [asyncio.create_task(store.wait(record.task_id, timeout_s=30)) for _ in range(3)]
-    await eventually(lambda: _blocked_on_blmove(redis_client, 3))  # really blocked, not polling
+    await poll(lambda: _blocked_on_blmove(redis_client, 3))  # really blocked, not polling
     finished_at = time.monotonic()
     await store.finish(record.task_id, "succeeded", {"answer": 42})
     results = await asyncio.wait_for(asyncio.gather(*waiters), 5)
@@ -359,7 +359,7 @@ async def test_a_worker_without_heartbeats_drops_out_of_the_live_list(store: Tas
     async def only_steady_left() -> bool:
         return [w["worker_id"] for w in await store.live_workers()] == ["steady"]
 
-    await eventually(only_steady_left)
+    await poll(only_steady_left)
 
 
 async def test_tasks_survive_a_server_restart_on_the_same_data_dir(tmp_path):
