@@ -27,7 +27,7 @@ class Batcher:
 
     async def submit(self, item: Any) -> Any:
         """Queue one input and wait for its output; a cancelled caller's input is skipped."""
-        if self._loop_task is None:  # started lazily, inside the replica's event loop
+        if self._loop_task is None or self._loop_task.done():  # lazily, in the replica's event loop
             self._loop_task = asyncio.create_task(self._serve())
         future = asyncio.get_running_loop().create_future()
         self._queue.put_nowait((item, future))
@@ -51,6 +51,8 @@ class Batcher:
     async def _run(self, live: list[tuple[Any, asyncio.Future]]) -> None:
         try:
             outputs = await self._fn([item for item, _ in live])
+            if len(outputs) != len(live):  # a broken predict_batch must not stop the loop (every call would hang)
+                raise RuntimeError(f"predict_batch returned {len(outputs)} outputs for {len(live)} inputs")
         except Exception as exc:
             for _, future in live:
                 if not future.done():
