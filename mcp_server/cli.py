@@ -53,15 +53,18 @@ async def _serve(transport: str, host: str, port: int) -> None:
     import uvicorn
 
     from mcp_server.app import build_gateway
+    from mcp_server.listen import listening_socket
 
+    sock = listening_socket(host, port) if transport != "stdio" else None  # before Ray: fail fast
     gateway = build_gateway()
-    if transport == "stdio":
+    if sock is None:
         await gateway.mcp.run_async(transport="stdio", show_banner=False)
         return
     config = uvicorn.Config(gateway.http_app(), host=host, port=port,
                             log_level=gateway.settings.log_level.lower(), lifespan="on")
     log.info("algo-mcp on http://%s:%d (MCP at /mcp, SSE at /sse, REST docs at /docs)", host, port)
-    await uvicorn.Server(config).serve()
+    with sock:
+        await uvicorn.Server(config).serve(sockets=[sock])
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -22,6 +22,7 @@ os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 from engines.settings import Settings
 from mcp_server.app import Gateway, build_gateway
+from mcp_server.listen import listening_socket
 from storage import EmbeddedRedis
 from tests.fake_apis import NanoBananaAPI, SentimentAPI, serve_nanobanana_api, serve_sentiment_api
 from tests.polling import poll
@@ -73,10 +74,18 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
+def gateway_socket() -> Iterator[socket.socket]:
+    """The session gateway's port, held from the start: a port only picked as free could be taken
+    (by a Serve replica's gRPC server, say) during the minute before the gateway listens."""
+    with listening_socket("127.0.0.1", 0) as sock:
+        yield sock
+
+
+@pytest.fixture(scope="session")
 def server_env(tmp_path_factory: pytest.TempPathFactory, sentiment_api: SentimentAPI,
-               nanobanana_api: NanoBananaAPI, redis_url: str) -> dict[str, str]:
+               nanobanana_api: NanoBananaAPI, redis_url: str, gateway_socket: socket.socket) -> dict[str, str]:
     """The settings of the session's gateway, as environment variables other gateways can share."""
-    return {"MCP_AUTH_TOKEN": TOKEN, "SERVICE_PORT": str(free_port()),
+    return {"MCP_AUTH_TOKEN": TOKEN, "SERVICE_PORT": str(gateway_socket.getsockname()[1]),
             "SENTIMENT_API_URL": sentiment_api.url, "SENTIMENT_API_KEY": SENTIMENT_KEY,
             "REDIS_URL": redis_url, "DATA_DIR": str(tmp_path_factory.mktemp("data")),
             "CALLBACK_SECRET": CALLBACK_SECRET, "FETCH_ALLOWLIST": "127.0.0.1",
@@ -95,13 +104,14 @@ def settings(tmp_path_factory: pytest.TempPathFactory, server_env: dict[str, str
 
 
 @pytest.fixture(scope="session")
-async def server(settings: Settings, server_env: dict[str, str]) -> AsyncIterator[Running]:
+async def server(settings: Settings, server_env: dict[str, str],
+                 gateway_socket: socket.socket) -> AsyncIterator[Running]:
     """The gateway over HTTP; its lifespan starts Ray, deploys, and shuts Ray down at the end."""
     gateway = build_gateway(settings)
     port = settings.service_port
     config = uvicorn.Config(gateway.http_app(), host="127.0.0.1", port=port, log_level="warning")
     http = uvicorn.Server(config)
-    task = asyncio.create_task(http.serve())
+    task = asyncio.create_task(http.serve(sockets=[gateway_socket]))
 
     def started() -> bool:
         if task.done():
