@@ -108,6 +108,7 @@ class TaskWorker:
             ended = await self._finish(record.task_id, TaskStatus.FAILED, error=error)
         else:
             ended = await self._finish(record.task_id, TaskStatus.SUCCEEDED, result=result)
+        self._leases.pop(record.task_id, None)  # its end is written: no claim to keep, nothing to stop
         if ended and record.callback_url:
             final = await self._store.get(record.task_id)
             if final is not None:
@@ -154,8 +155,15 @@ class TaskWorker:
             await asyncio.sleep(interval)
 
     async def _lease_loop(self) -> None:
+        """Keep the claims of the tasks still running here, and stop those that ended elsewhere
+        meanwhile (a cancellation sent while this worker's pub/sub connection was down)."""
         while True:
             await asyncio.sleep(self._store.visibility_timeout_s / 3)
             with contextlib.suppress(Exception):
                 await self._store.renew_leases(self._worker_id, list(self._leases.values()))
+            with contextlib.suppress(Exception):
+                for task_id in await self._store.ended(list(self._leases)):
+                    task = self._running.get(task_id)
+                    if task is not None and task_id in self._leases:  # not ended by this worker meanwhile
+                        task.cancel()
 

@@ -303,6 +303,16 @@ class TaskStore:
         error_json = "" if error is None else dumps(error_dict(error))
         return await self._on_task(self._finish, task_id, status.value, result_json, error_json) == 1
 
+    async def ended(self, task_ids: Iterable[str]) -> builtins.list[str]:
+        """Those of ``task_ids`` no longer queued or running (ended, or expired and gone).
+
+        A worker asks this now and then about the tasks it runs: cancellations
+        reach it by pub/sub, which does not replay what it missed while disconnected.
+        """
+        ids = builtins.list(task_ids)
+        statuses = await asyncio.gather(*(self._batch.command("HGET", self.keys.task(t), "status") for t in ids))
+        return [t for t, status in zip(ids, statuses, strict=True) if status is None or TaskStatus(status).terminal]
+
     async def cancellations(self) -> AsyncIterator[str]:
         """Task ids as they are cancelled, for workers to stop running ones (pub/sub: missed while disconnected)."""
         pubsub = self.redis.pubsub()

@@ -258,6 +258,17 @@ async def test_cancel_running_tells_the_worker_and_a_late_result_is_dropped(stor
     assert (await store.cancel(record.task_id)).finished_at == final.finished_at  # type: ignore[union-attr]
 
 
+async def test_a_worker_can_ask_which_of_its_tasks_ended_elsewhere(store: TaskStore):
+    """Its fallback for cancellations sent while it was not subscribed (pub/sub does not replay)."""
+    running, cancelled, finished = [await start(store, "w1") for _ in range(3)]
+    queued = await store.submit("echo", {})
+    await store.cancel(cancelled.task_id)
+    await store.finish(finished.task_id, TaskStatus.SUCCEEDED, {"ok": True})
+    ids = [running.task_id, cancelled.task_id, queued.task_id, finished.task_id, "0123456789abcdef"]
+    assert await store.ended(ids) == [cancelled.task_id, finished.task_id, "0123456789abcdef"]
+    assert await store.ended([]) == []
+
+
 async def test_an_ended_task_stays_as_it_ended(store: TaskStore):
     record = await start(store, "w1")
     assert await store.finish(record.task_id, "failed", error=UpstreamFailed("the API said 500"))
