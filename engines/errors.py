@@ -83,7 +83,8 @@ class NotConfigured(AlgoError):
 
 
 class Unavailable(AlgoError):
-    """The algorithm's deployment is not running (still starting, or failed)."""
+    """Something the call needs is not there right now (a deployment still starting or failed,
+    the task store unreachable); retrying later may work."""
 
     http_status = 503
     code = "unavailable"

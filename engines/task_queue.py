@@ -11,14 +11,16 @@ import contextlib
 import logging
 import os
 import secrets
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 from pydantic import BaseModel, Field
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from engines.client import AlgorithmClient
-from engines.errors import AlgoError, NotConfigured, ValidationFailed
+from engines.errors import AlgoError, NotConfigured, Unavailable, ValidationFailed
 from engines.safe_url import check_public_url
 from engines.settings import Settings
 from engines.task_context import ObjectStoreConfig, TaskQueueConfig
@@ -73,6 +75,16 @@ def object_store_config(settings: Settings) -> ObjectStoreConfig:
         region=settings.s3_region, access_key_id=settings.s3_access_key_id,
         secret_access_key=s3_secret.get_secret_value() if s3_secret else None,
         addressing_style=settings.s3_addressing_style, url_expires_s=settings.output_url_expires_seconds)
+
+
+@contextmanager
+def _store_reachable() -> Iterator[None]:
+    """Redis out of reach is the caller's "retry shortly", not an internal error."""
+    try:
+        yield
+    except (RedisConnectionError, RedisTimeoutError) as exc:
+        log.warning("task store unreachable: %s", exc)
+        raise Unavailable("the task store (Redis) is not reachable; retry shortly") from None
 
 
 class TaskQueue:
@@ -131,30 +143,35 @@ class TaskQueue:
         entry, inp = self.client.validate(name, arguments)
         if callback_url:
             await check_public_url("callback_url", callback_url, self.settings.fetch_allowlist)
-        return await self.store.submit(name, inp.model_dump(mode="json"), callback_url=callback_url,
-                                       timeout_s=entry.spec.timeout_s,
-                                       max_attempts=self.settings.task_max_attempts)
+        with _store_reachable():
+            return await self.store.submit(name, inp.model_dump(mode="json"), callback_url=callback_url,
+                                           timeout_s=entry.spec.timeout_s,
+                                           max_attempts=self.settings.task_max_attempts)
 
     async def get(self, task_id: str) -> TaskRecord:
-        record = await self.store.get(task_id)
+        with _store_reachable():
+            record = await self.store.get(task_id)
         if record is None:
             raise UnknownTask(task_id)
         return record
 
     async def cancel(self, task_id: str) -> TaskRecord:
         await self.get(task_id)
-        record = await self.store.cancel(task_id)
+        with _store_reachable():
+            record = await self.store.cancel(task_id)
         if record is None:
             raise UnknownTask(task_id)
         return record
 
     async def watch(self, task_id: str, timeout_s: float) -> AsyncIterator[TaskRecord]:
         await self.get(task_id)
-        async for record in self.store.watch(task_id, timeout_s=timeout_s):
-            yield record
+        with _store_reachable():
+            async for record in self.store.watch(task_id, timeout_s=timeout_s):
+                yield record
 
     async def wait(self, task_id: str, timeout_s: float) -> TaskRecord:
-        record = await self.store.wait(task_id, timeout_s)
+        with _store_reachable():
+            record = await self.store.wait(task_id, timeout_s)
         if record is None:
             raise UnknownTask(task_id)
         return record
@@ -162,7 +179,8 @@ class TaskQueue:
     async def list(self, status: str | None, algorithm: str | None, limit: int) -> list[TaskRecord]:
         if status is not None and status not in {s.value for s in TaskStatus}:
             raise ValidationFailed([f"status: must be one of {[s.value for s in TaskStatus]} (got {status!r})"])
-        return await self.store.list(status=status, algorithm=algorithm, limit=limit)
+        with _store_reachable():
+            return await self.store.list(status=status, algorithm=algorithm, limit=limit)
 
 
 class TaskFailed(AlgoError):

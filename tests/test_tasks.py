@@ -8,6 +8,7 @@ import hmac
 import json
 import os
 import signal
+import socket
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
@@ -16,7 +17,13 @@ import httpx
 import pytest
 from ray import serve
 
+from engines.client import AlgorithmClient
 from engines.deploy import task_worker_app_name
+from engines.errors import Unavailable
+from engines.registry import Registry
+from engines.settings import Settings
+from engines.task_queue import TaskQueue
+from mcp_server.rest import rest_app
 from storage import TaskStatus
 from tests.conftest import CALLBACK_SECRET, Running, poll
 from tests.fake_apis import serving
@@ -160,3 +167,23 @@ async def test_healthz_lists_the_live_gateway_and_task_worker(server: Running):
     assert {"gateway", "task-worker"} <= kinds
     assert any(name.startswith("algo-mcp-task-worker-") and a["status"] == "RUNNING"
                for name, a in body["algorithms"].items())
+
+
+async def test_an_unreachable_task_store_is_a_retry_later_error_naming_it(tmp_path: Path):
+    """Redis down is the caller's "retry shortly" (503 over REST), not an internal error or a hang."""
+    with socket.socket() as closed:  # a port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        dead = f"redis://127.0.0.1:{closed.getsockname()[1]}/0"
+    settings = Settings(_env_file=None, redis_url=dead, data_dir=tmp_path)
+    queue = TaskQueue(settings, AlgorithmClient(Registry.load(settings.algo_mcp_registry)))
+    unreachable = r"the task store \(Redis\) is not reachable; retry shortly"
+    async with queue.running(worker_id="test-unreachable"):
+        for attempt in (queue.submit("local-echo", {"text": "hi"}), queue.get("ab12"), queue.cancel("ab12"),
+                        queue.wait("ab12", 1), queue.list(None, None, 5)):
+            with pytest.raises(Unavailable, match=unreachable):
+                await attempt
+        transport = httpx.ASGITransport(app=rest_app(queue))
+        async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as http:
+            answer = await http.post("/tasks/local-echo", json={"input": {"text": "hi"}})
+    assert answer.status_code == 503
+    assert answer.json()["error"]["type"] == "unavailable"
