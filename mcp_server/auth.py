@@ -1,7 +1,7 @@
 """Bearer-token guard for every HTTP route but ``/healthz`` and signed ``/objects/`` links.
 
 Pure ASGI rather than ``BaseHTTPMiddleware`` so SSE streams pass through
-untouched. The comparison is constant-time.
+untouched. The scheme is case-insensitive (RFC 6750); the token comparison is constant-time.
 """
 
 from __future__ import annotations
@@ -18,13 +18,14 @@ OPEN_PREFIXES = ("/objects/",)  # signed links: the signature is the credential
 class BearerAuth:
     def __init__(self, app: ASGIApp, token: str) -> None:
         self.app = app
-        self._expected = f"Bearer {token}".encode()
+        self._expected = token.encode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope["path"] if scope["type"] == "http" else ""
         if path and path not in OPEN_PATHS and not path.startswith(OPEN_PREFIXES):
             given = dict(scope["headers"]).get(b"authorization", b"")
-            if not hmac.compare_digest(given, self._expected):
+            scheme, _, token = given.partition(b" ")
+            if scheme.lower() != b"bearer" or not hmac.compare_digest(token.strip(), self._expected):
                 problem = "missing bearer token" if not given else "invalid bearer token"
                 response = JSONResponse(
                     {"error": {"type": "unauthorized", "message": problem}}, status_code=401,

@@ -51,7 +51,8 @@ async def test_sse_serves_the_same_tools(server: Running):
     assert names >= DEFAULT_TOOLS
 
 
-@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong"}, {"Authorization": "test-token-6f1d"}])
+@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong"}, {"Authorization": "test-token-6f1d"},
+                                     {"Authorization": "Basic test-token-6f1d"}])
 @pytest.mark.parametrize("path", ["/mcp", "/sse", "/invoke/local-echo", "/docs"])
 async def test_network_transports_require_the_token(server: Running, path: str, headers: dict):
     async with httpx.AsyncClient(base_url=server.url) as http:
@@ -60,6 +61,14 @@ async def test_network_transports_require_the_token(server: Running, path: str, 
     assert response.status_code == 401
     assert response.headers["www-authenticate"].startswith("Bearer")
     assert response.json()["error"]["type"] == "unauthorized"
+
+
+@pytest.mark.parametrize("scheme", ["Bearer", "bearer", "BEARER"])
+async def test_the_token_scheme_is_case_insensitive(server: Running, scheme: str):
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        response = await http.post("/invoke/local-echo", json={"text": "hi"},
+                                   headers={"Authorization": f"{scheme} {server.token}"})
+    assert response.status_code == 200 and response.json() == {"text": "hi"}
 
 
 async def test_mcp_client_with_a_wrong_token_cannot_connect(server: Running):
