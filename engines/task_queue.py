@@ -30,6 +30,8 @@ from storage.objects import ObjectStore, S3ObjectStore
 log = logging.getLogger(__name__)
 
 POLL_AFTER_S = 2.0
+#: what a task id looks like (uuid4 hex); callers' ids are checked against it before Redis is asked
+TASK_ID_PATTERN, TASK_ID_MAX_LENGTH = r"^[0-9a-f]+$", 64
 
 
 class TaskRef(BaseModel):

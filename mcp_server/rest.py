@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Path, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -20,7 +20,7 @@ from engines import deploy
 from engines.client import AlgorithmClient
 from engines.errors import AlgoError, UnknownAlgorithm, ValidationFailed
 from engines.registry import Entry
-from engines.task_queue import TaskQueue, TaskRef
+from engines.task_queue import TASK_ID_MAX_LENGTH, TASK_ID_PATTERN, TaskQueue, TaskRef
 from engines.validation import describe
 from mcp_server.errors import http_error
 
@@ -61,6 +61,8 @@ class TaskSubmission(BaseModel):
     callback_url: str | None = Field(None, description="receives the final task record, HMAC-signed")
 
 
+TaskIdPath = Annotated[str, Path(min_length=1, max_length=TASK_ID_MAX_LENGTH, pattern=TASK_ID_PATTERN,
+                                 description="the task_id a long job returned")]
 FASTAPI_PARSE_ERROR = "There was an error parsing the body"
 BODY_UNPARSABLE = "body: could not be parsed as JSON (malformed, or nested too deeply)"
 
@@ -114,11 +116,11 @@ def rest_app(queue: TaskQueue) -> FastAPI:
         return JSONResponse(TaskRef.of(record).model_dump(), status_code=202)
 
     @app.get("/tasks/{task_id}", tags=["tasks"], summary="a task's record")
-    async def get_task(task_id: str) -> dict[str, Any]:
+    async def get_task(task_id: TaskIdPath) -> dict[str, Any]:
         return (await queue.get(task_id)).public()
 
     @app.delete("/tasks/{task_id}", tags=["tasks"], summary="cancel a queued or running task")
-    async def cancel_task(task_id: str) -> dict[str, Any]:
+    async def cancel_task(task_id: TaskIdPath) -> dict[str, Any]:
         return (await queue.cancel(task_id)).public()
 
     @app.get("/healthz", tags=["health"], summary="per-algorithm readiness and live workers")

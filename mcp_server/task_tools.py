@@ -17,12 +17,12 @@ from mcp_types import ToolAnnotations
 from pydantic import Field
 
 from engines.errors import AlgoError
-from engines.task_queue import TaskQueue
+from engines.task_queue import TASK_ID_MAX_LENGTH, TASK_ID_PATTERN, TaskQueue
 from mcp_server.inline_media import with_inline_images
 
 MAX_WAIT_S = 50
 Status = Literal["queued", "running", "succeeded", "failed", "cancelled"]
-TaskId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[0-9a-f]+$",
+TaskId = Annotated[str, Field(min_length=1, max_length=TASK_ID_MAX_LENGTH, pattern=TASK_ID_PATTERN,
                               description="the task_id a long job returned")]
 READ_ONLY = ToolAnnotations(read_only_hint=True, idempotent_hint=True, open_world_hint=False)
 

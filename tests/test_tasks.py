@@ -68,6 +68,11 @@ async def test_unknown_tasks_are_clear_errors(server: Running):
     assert result.is_error and "no task 'abab" in result.content[0].text
     async with httpx.AsyncClient(base_url=server.url, headers=server.auth) as http:
         assert (await http.get(f"/tasks/{'cd' * 16}")).status_code == 404
+        for bad_id, rule in (("NOT-HEX", "must match ^[0-9a-f]+$"), ("a" * 65, "at most 64 characters (got 65)")):
+            for method in (http.get, http.delete):
+                answer = await method(f"/tasks/{bad_id}")
+                assert answer.status_code == 422, (method, bad_id)
+                assert answer.json()["error"]["problems"][0].startswith(f"task_id: {rule}")
 
 
 async def test_rest_submit_read_and_cancel(server: Running, tmp_path: Path):
