@@ -16,15 +16,13 @@ from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 from pydantic import BaseModel, Field
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from engines.client import AlgorithmClient
 from engines.errors import AlgoError, NotConfigured, Unavailable, ValidationFailed
 from engines.safe_url import check_public_url
 from engines.settings import Settings
 from engines.task_context import ObjectStoreConfig, TaskQueueConfig
-from storage import EmbeddedRedis, TaskRecord, TaskStatus, TaskStore, redis_pool
+from storage import REDIS_UNREACHABLE, EmbeddedRedis, TaskRecord, TaskStatus, TaskStore, redis_pool
 from storage.objects import ObjectStore, S3ObjectStore
 
 log = logging.getLogger(__name__)
@@ -84,7 +82,7 @@ def _store_reachable() -> Iterator[None]:
     """Redis out of reach is the caller's "retry shortly", not an internal error."""
     try:
         yield
-    except (RedisConnectionError, RedisTimeoutError) as exc:
+    except REDIS_UNREACHABLE as exc:
         log.warning("task store unreachable: %s", exc)
         raise Unavailable("the task store (Redis) is not reachable; retry shortly") from None
 

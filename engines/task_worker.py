@@ -15,15 +15,13 @@ import os
 from typing import Any
 
 from ray import serve
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from engines.callbacks import deliver_callback
 from engines.client import AlgorithmClient
 from engines.errors import AlgoError, Busy
 from engines.registry import Registry
 from engines.task_context import TaskQueueConfig
-from storage import TaskRecord, TaskStatus, TaskStore, redis_pool
+from storage import REDIS_UNREACHABLE, TaskRecord, TaskStatus, TaskStore, redis_pool
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +120,7 @@ class TaskWorker:
         while True:
             try:
                 return await self._store.finish(task_id, status, result=result, error=error)
-            except (RedisConnectionError, RedisTimeoutError) as exc:
+            except REDIS_UNREACHABLE as exc:
                 log.warning("task %s: cannot record its end yet (%s); retrying in %g s", task_id, exc, pause)
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, _MAX_RETRY_PAUSE_S)

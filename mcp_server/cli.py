@@ -55,11 +55,11 @@ async def _serve(transport: str, host: str, port: int) -> None:
     from mcp_server.app import build_gateway
     from mcp_server.listen import listening_socket
 
-    sock = listening_socket(host, port) if transport != "stdio" else None  # before Ray: fail fast
     gateway = build_gateway()
-    if sock is None:
+    if transport == "stdio":
         await gateway.mcp.run_async(transport="stdio", show_banner=False)
         return
+    sock = listening_socket(host, port)  # now, not after the lifespan has started Ray: fail fast
     config = uvicorn.Config(gateway.http_app(), host=host, port=port,
                             log_level=gateway.settings.log_level.lower(), lifespan="on")
     log.info("algo-mcp on http://%s:%d (MCP at /mcp, SSE at /sse, REST docs at /docs)", host, port)

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 MAX_CONNECTIONS = 512
 CONNECTION_WAIT_S = 30.0
+#: what redis-py raises when the server cannot be reached (down, cut off, too slow): worth a retry
+REDIS_UNREACHABLE = (RedisConnectionError, RedisTimeoutError)
 
 
 def redis_pool(url: str, *, max_connections: int = MAX_CONNECTIONS,

@@ -8,7 +8,6 @@ import hmac
 import json
 import os
 import signal
-import socket
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
@@ -25,7 +24,7 @@ from engines.settings import Settings
 from engines.task_queue import TaskQueue
 from mcp_server.rest import rest_app
 from storage import TaskStatus
-from tests.conftest import CALLBACK_SECRET, Running, poll
+from tests.conftest import CALLBACK_SECRET, Running, free_port, poll
 from tests.fake_apis import serving
 from tests.mcp_clients import http_session
 from tests.test_limits import marked
@@ -176,9 +175,7 @@ async def test_healthz_lists_the_live_gateway_and_task_worker(server: Running):
 
 async def test_an_unreachable_task_store_is_a_retry_later_error_naming_it(tmp_path: Path):
     """Redis down is the caller's "retry shortly" (503 over REST), not an internal error or a hang."""
-    with socket.socket() as closed:  # a port nothing listens on
-        closed.bind(("127.0.0.1", 0))
-        dead = f"redis://127.0.0.1:{closed.getsockname()[1]}/0"
+    dead = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
     settings = Settings(_env_file=None, redis_url=dead, data_dir=tmp_path)
     queue = TaskQueue(settings, AlgorithmClient(Registry.load(settings.algo_mcp_registry)))
     unreachable = r"the task store \(Redis\) is not reachable; retry shortly"
