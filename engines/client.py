@@ -18,7 +18,7 @@ from ray.exceptions import RayActorError, RayTaskError
 from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
 from ray.serve.handle import DeploymentHandle
 
-from engines.errors import AlgoError, Busy, TimedOut, Unavailable
+from engines.errors import AlgoError, Busy, ReplicaUnavailable, TimedOut
 from engines.registry import Entry, Registry
 from engines.task_context import TaskQueueConfig
 from engines.validation import validate_input
@@ -85,7 +85,7 @@ class AlgorithmClient:
             raise self._unwrap(name, exc) from None
         except (RayActorError, DeploymentUnavailableError) as exc:
             log.warning("%s: replica unavailable: %s", name, exc)
-            raise Unavailable(f"{name}: its replica is not available, retry shortly") from None
+            raise ReplicaUnavailable(name) from None
         self._record_latency(name, loop.time() - started)
         return result
 

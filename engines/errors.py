@@ -90,6 +90,26 @@ class Unavailable(AlgoError):
     code = "unavailable"
 
 
+class ReplicaUnavailable(Unavailable):
+    """The algorithm's replica died during the call (a crash, the OOM killer) or none is healthy.
+
+    The call may or may not have run; a task worker runs it again while attempts remain.
+    """
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"{name}: its replica is not available, retry shortly")
+
+
+class ReplicaLost(Unavailable):
+    """A task's replica died under it on every attempt it was allowed."""
+
+    code = "replica_lost"
+
+    def __init__(self, name: str, attempts: int, max_attempts: int) -> None:
+        super().__init__(f"{name}: its replica died under this task on attempt {attempts} of "
+                         f"{max_attempts}; gave up (a crash or out of memory; see the replica's log)")
+
+
 class UpstreamFailed(AlgoError):
     """An external API answered with an error or not at all."""
 

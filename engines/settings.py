@@ -52,7 +52,7 @@ class Settings(BaseSettings):
     task_ttl_seconds: int = Field(7 * 24 * 3600, ge=1, description="finished tasks expire after this")
     task_workers: int = Field(1, ge=1, description="task worker replicas")
     task_worker_concurrency: int = Field(256, ge=1, description="tasks one worker runs at a time")
-    task_max_attempts: int = Field(3, ge=1, description="deliveries before a task whose worker died fails")
+    task_max_attempts: int = Field(3, ge=1, description="runs of a task whose worker or replica died, before it fails")
     task_visibility_timeout_seconds: float = Field(30, gt=0, description="a silent worker's task is redelivered")
     sync_budget_s: float = Field(20, gt=0, le=50, description="mode auto: answer inline if done within this")
     callback_secret: SecretStr | None = Field(None, description="HMAC-SHA256 key for callback signatures")

@@ -18,7 +18,7 @@ from ray import serve
 
 from engines.callbacks import deliver_callback
 from engines.client import AlgorithmClient
-from engines.errors import AlgoError, Busy
+from engines.errors import AlgoError, Busy, ReplicaLost, ReplicaUnavailable
 from engines.registry import Registry
 from engines.task_context import TaskQueueConfig
 from storage import REDIS_UNREACHABLE, TaskRecord, TaskStatus, TaskStore, redis_pool
@@ -126,13 +126,27 @@ class TaskWorker:
                 pause = min(pause * 2, _MAX_RETRY_PAUSE_S)
 
     async def _run(self, record: TaskRecord) -> dict[str, Any]:
+        """Call the algorithm. A busy one is waited for, not failed: its limit is the backpressure.
+        A replica that dies under the task costs an attempt, as a dying worker does, and the
+        task runs again (Serve replaces the replica) until ``max_attempts`` is spent."""
         timeout_s = record.timeout_s or DEFAULT_TIMEOUT_S
-        while True:  # a busy algorithm is waited for, not failed: its limit is the backpressure
+        attempt, pause = record.attempts, _RETRY_PAUSE_S
+        while True:
             try:
                 return await self._client.call_deployment(record.algorithm, record.payload, timeout_s,
                                                           task_id=record.task_id)
             except Busy as busy:
                 await asyncio.sleep(busy.retry_after_s)
+            except ReplicaUnavailable:
+                if attempt >= record.max_attempts:
+                    raise ReplicaLost(record.algorithm, attempt, record.max_attempts) from None
+                log.warning("task %s: %s replica lost on attempt %d; running it again in %g s",
+                            record.task_id, record.algorithm, attempt, pause)
+                await asyncio.sleep(pause)
+                attempt = await self._store.retry(record.task_id)
+                if not attempt:
+                    raise  # it ended meanwhile (cancelled): its end is written, nothing to run
+                pause = min(pause * 2, _MAX_RETRY_PAUSE_S)
 
     async def _cancel_loop(self) -> None:
         while True:

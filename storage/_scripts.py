@@ -73,7 +73,7 @@ local attempts = tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0')
 local max_attempts = tonumber(redis.call('HGET', KEYS[1], 'max_attempts') or '1')
 if attempts >= max_attempts then
   local message = string.format(
-    'worker died %d time%s while running this task (it stopped without finishing); gave up at max_attempts=%d',
+    'tried %d time%s, and each time its worker or replica died before finishing; gave up at max_attempts=%d',
     attempts, attempts == 1 and '' or 's', max_attempts)
   finish('failed', '', cjson.encode({type = 'worker_lost', message = message}))
   return false
@@ -82,6 +82,18 @@ redis.call('HINCRBY', KEYS[1], 'attempts', 1)
 redis.call('HSET', KEYS[1], 'status', 'running', 'worker_id', ARGV[5], 'started_at', now())
 redis.call('PUBLISH', ARGV[3], 'running')
 return redis.call('HGETALL', KEYS[1])
+"""
+
+# Counts one more attempt of a running task, run again in place by its worker (its
+# algorithm's replica died under it). Returns the attempts so far, 0 if the task is
+# no longer running (ended meanwhile: do not run it again), -1 if there is no such task.
+RETRY = _PRELUDE + """
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status then return -1 end
+if status ~= 'running' then return 0 end
+local attempts = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+redis.call('PUBLISH', ARGV[3], 'running')
+return attempts
 """
 
 # ARGV[4]: fraction, ARGV[5]: message ('' clears it). 0 tells the worker the task has ended.

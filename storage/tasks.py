@@ -8,8 +8,9 @@ Delivery is at least once. Each submission is a message in the ``{prefix}:tasks`
 stream, read by the consumer group ``workers``. A message stays pending until
 the task ends; if its worker dies (stops renewing its claim for
 ``visibility_timeout_s``) another worker takes it over with XAUTOCLAIM. Every
-delivery counts as an attempt; past ``max_attempts`` the task fails with
-``worker_lost`` instead of running again.
+delivery counts as an attempt, and so does a run its worker starts again in place
+because the algorithm's replica died (:meth:`TaskStore.retry`); past
+``max_attempts`` the task fails instead of running again.
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ class TaskRecord:
     progress_message: str | None = None
     result: Any = None
     error: dict[str, Any] | None = None  # {"type": ..., "message": ...}
-    attempts: int = 0  # deliveries to a worker so far
+    attempts: int = 0  # runs started so far: deliveries to a worker, and replays after a replica died
     max_attempts: int = 1
     timeout_s: float | None = None
     callback_url: str | None = None
@@ -139,7 +140,7 @@ class TaskStore:
         s = redis.register_script
         self._submit, self._claim = s(_scripts.SUBMIT), s(_scripts.CLAIM)
         self._progress, self._finish, self._cancel = s(_scripts.PROGRESS), s(_scripts.FINISH), s(_scripts.CANCEL)
-        self._renew = s(_scripts.RENEW_LEASES)
+        self._renew, self._retry = s(_scripts.RENEW_LEASES), s(_scripts.RETRY)
         self._batch = CommandBatch(redis)
 
     # -- callers ---------------------------------------------------------
@@ -287,6 +288,11 @@ class TaskStore:
             raise ValueError("progress must be a finite number")
         fraction = min(max(float(fraction), 0.0), 1.0)
         return await self._on_task(self._progress, task_id, repr(fraction), message or "") == 1
+
+    async def retry(self, task_id: str) -> int:
+        """Count one more attempt of a running task that its worker runs again in place (its
+        replica died under it). Returns the attempts so far; 0 if it is no longer running."""
+        return max(0, int(await self._on_task(self._retry, task_id)))
 
     async def finish(
         self,

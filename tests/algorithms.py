@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -58,6 +59,30 @@ class SleepAsLongJob(Sleep):
 @algorithm(name="test-sleep-auto", kind="local", mode="auto", num_cpus=0.05)
 class SleepAuto(Sleep):
     """The same sleep in auto mode: inline when quick, a task reference when not."""
+
+
+class CrashInput(BaseModel):
+    crash: bool = Field(description="end the replica's process mid-call, as a segfault or the OOM killer would")
+    once_marker: str | None = Field(None, description="crash only if this file is missing (it is created first)")
+
+
+class CrashOutput(BaseModel):
+    pid: int
+
+
+@algorithm(name="test-crash", kind="local", num_cpus=0.01)
+class Crash(Algorithm):
+    """Answer with the replica's pid, or kill the replica mid-call."""
+
+    Input = CrashInput
+    Output = CrashOutput
+
+    async def predict(self, inp: CrashInput) -> CrashOutput:
+        if inp.crash and not (inp.once_marker and Path(inp.once_marker).exists()):
+            if inp.once_marker:
+                Path(inp.once_marker).touch()
+            os._exit(1)
+        return CrashOutput(pid=os.getpid())
 
 
 class Shout(Algorithm):

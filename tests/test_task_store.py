@@ -134,6 +134,34 @@ async def test_a_dead_workers_task_is_redelivered_after_the_visibility_timeout(m
     assert await pending(redis_client, store) == 0
 
 
+async def test_a_run_started_again_in_place_counts_as_an_attempt_and_uses_up_redeliveries(
+        make_store: StoreFactory):
+    """A worker whose replica died reruns the task itself; that rerun spends an attempt as a redelivery would."""
+    store = make_store(visibility_timeout_s=FAST)
+    record = await start(store, "w1", max_attempts=2)
+    assert await store.retry(record.task_id) == 2
+    assert (await store.get(record.task_id)).attempts == 2  # type: ignore[union-attr]
+    # ... and then w1 dies too: no attempt is left for a redelivery
+    gone = await poll(lambda: _claimed_until_ended(store, record.task_id), what="the task failed")
+    assert gone.status is TaskStatus.FAILED and gone.attempts == 2
+    assert gone.error["type"] == "worker_lost" and "tried 2 times" in gone.error["message"]  # type: ignore[index]
+
+
+async def test_a_task_that_ended_is_not_started_again_in_place(store: TaskStore):
+    record = await start(store, "w1")
+    await store.cancel(record.task_id)
+    assert await store.retry(record.task_id) == 0
+    assert await store.retry("0" * 32) == 0  # no such task
+    assert (await store.get(record.task_id)).attempts == 1  # type: ignore[union-attr]
+
+
+async def _claimed_until_ended(store: TaskStore, task_id: str) -> TaskRecord | None:
+    """Have another worker claim stale tasks once; the task's record if that ended it."""
+    assert await store.claim_next("rescuer", block_ms=50) is None  # never delivered again
+    record = await store.get(task_id)
+    return record if record is not None and record.terminal else None
+
+
 async def test_renewed_leases_keep_a_long_task_with_its_worker(make_store: StoreFactory):
     visibility_s = 0.5
     store = make_store(visibility_timeout_s=visibility_s)
@@ -187,16 +215,11 @@ async def test_a_task_whose_workers_keep_dying_fails_with_the_reason(make_store:
     for n, worker in enumerate(("w1", "w2"), start=1):
         claimed = await poll(lambda w=worker: store.claim_next(w, block_ms=50))
         assert claimed.attempts == n and claimed.status is TaskStatus.RUNNING  # then its worker dies
-
-    async def third_worker_finds_nothing_to_run() -> bool:
-        assert await store.claim_next("w3", block_ms=50) is None
-        return (await store.get(record.task_id)).terminal  # type: ignore[union-attr]
-
-    await poll(third_worker_finds_nothing_to_run)
-    failed = await store.get(record.task_id)
-    assert failed is not None and failed.status is TaskStatus.FAILED and failed.attempts == 2
+    failed = await poll(lambda: _claimed_until_ended(store, record.task_id), what="the task failed")
+    assert failed.status is TaskStatus.FAILED and failed.attempts == 2
     assert failed.error is not None and failed.error["type"] == "worker_lost"
-    assert "worker died 2 times" in failed.error["message"]
+    assert failed.error["message"] == ("tried 2 times, and each time its worker or replica died before "
+                                       "finishing; gave up at max_attempts=2")
     assert await pending(redis_client, store) == 0
     assert await redis_client.ttl(store.keys.task(record.task_id)) > 0
 
