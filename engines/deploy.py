@@ -12,6 +12,7 @@ import asyncio
 import hashlib
 import json
 import logging
+import re
 import time
 from typing import Any
 
@@ -33,6 +34,7 @@ log = logging.getLogger(__name__)
 DEPLOY_TIMEOUT_S = 300.0
 TASK_WORKER_CPUS = 0.1
 _POLL_S = 0.2
+_ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")  # Serve colours the replica's name in its messages
 #: read by every replica: media fields may name URLs, fetched through engines.safe_url
 COMMON_SETTINGS = ("FETCH_ALLOWLIST",)
 
@@ -112,13 +114,25 @@ async def _running_fingerprint(name: str) -> str | None:
         return None
 
 
+def _failure(name: str, app_message: str) -> str:
+    """Why an application failed, in one line: the error its replicas raised, not Serve's whole
+    traceback (the application's own message only says which deployments failed)."""
+    app = serve.status().applications.get(name)
+    details = [d.message for d in (app.deployments.values() if app else ()) if d.message]
+    text = _ANSI_ESCAPE.sub("", details[0] if details else app_message)
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if len(lines) > 1:  # Serve's summary, the replica's traceback, its error last
+        return f"{lines[-1]} ({lines[0].split('. ')[0]}; the traceback is in the Serve logs)"
+    return lines[0] if lines else app_message
+
+
 async def _wait_running(name: str, deadline: float) -> None:
     while True:
         status, message = _app_status(name)
         if status == "RUNNING":
             return
         if status in ("DEPLOY_FAILED", "UNHEALTHY"):
-            raise Unavailable(f"{name}: deployment failed: {message}")
+            raise Unavailable(f"{name}: deployment failed: {_failure(name, message)}")
         if time.monotonic() > deadline:
             raise Unavailable(f"{name}: not running after {DEPLOY_TIMEOUT_S:g} s ({status}: {message})")
         await asyncio.sleep(_POLL_S)

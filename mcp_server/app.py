@@ -1,7 +1,7 @@
 """Assemble the gateway from the registry: a FastMCP server, plus HTTP routes for network transports.
 
-The server's lifespan connects to Ray and deploys the algorithms, so the same
-object works under ``algo-mcp serve``, ``fastmcp run``/``dev`` and in tests.
+The server's lifespan connects to Ray and deploys the algorithms (:class:`Startup`),
+so the same object works under ``algo-mcp serve``, ``fastmcp run``/``dev`` and in tests.
 """
 
 from __future__ import annotations
@@ -35,6 +35,38 @@ INSTRUCTIONS = ("Each algorithm tool runs one registered algorithm on Ray Serve.
                 "jobs answer at once with a task_id: follow them with wait_task (or read task://<id>).")
 
 
+class Startup:
+    """Ray up, the task queue running and every algorithm deployed, for as long as anyone holds it.
+
+    Re-entrant: the CLI holds it before uvicorn starts, so a start-up failure (a missing GPU, a
+    model that will not load) is its one-line message rather than a traceback from uvicorn's
+    lifespan, and the lifespan inside then finds everything up. Holds nest; the outermost stops.
+    """
+
+    def __init__(self, settings: Settings, registry: Registry, queue: TaskQueue) -> None:
+        self.settings, self.registry, self.queue = settings, registry, queue
+        self._holders = 0
+
+    @asynccontextmanager
+    async def hold(self) -> AsyncIterator[None]:
+        if self._holders:
+            self._holders += 1
+            try:
+                yield
+            finally:
+                self._holders -= 1
+            return
+        conn = cluster.connect(self.settings)
+        self._holders = 1
+        try:
+            async with self.queue.running(worker_id=f"gateway:{socket.gethostname()}:{os.getpid()}"):
+                await deploy.deploy_all(self.registry, self.settings, self.queue.config)
+                yield
+        finally:
+            self._holders = 0
+            await cluster.disconnect(conn)
+
+
 @dataclass
 class Gateway:
     settings: Settings
@@ -42,6 +74,7 @@ class Gateway:
     client: AlgorithmClient
     queue: TaskQueue
     mcp: FastMCP
+    startup: Startup
 
     def http_app(self) -> Starlette:
         """Streamable HTTP at ``/mcp``, SSE at ``/sse``, REST beside them; one token guards all."""
@@ -64,18 +97,14 @@ def build_gateway(settings: Settings | None = None, registry: Registry | None = 
     registry = registry if registry is not None else Registry.load(settings.algo_mcp_registry)
     client = AlgorithmClient(registry)
     queue = TaskQueue(settings, client)
+    startup = Startup(settings, registry, queue)
 
     @asynccontextmanager
-    async def on_ray(server: FastMCP) -> AsyncIterator[dict]:
-        conn = cluster.connect(settings)
-        try:
-            async with queue.running(worker_id=f"gateway:{socket.gethostname()}:{os.getpid()}"):
-                await deploy.deploy_all(registry, settings, queue.config)
-                yield {}
-        finally:
-            await cluster.disconnect(conn)
+    async def lifespan(server: FastMCP) -> AsyncIterator[dict]:
+        async with startup.hold():
+            yield {}
 
-    return Gateway(settings, registry, client, queue, mcp_server(queue, lifespan=on_ray))
+    return Gateway(settings, registry, client, queue, mcp_server(queue, lifespan=lifespan), startup)
 
 
 def mcp_server(queue: TaskQueue, lifespan: Lifespan | None = None) -> FastMCP:

@@ -59,12 +59,14 @@ async def _serve(transport: str, host: str, port: int) -> None:
     if transport == "stdio":
         await gateway.mcp.run_async(transport="stdio", show_banner=False)
         return
-    sock = listening_socket(host, port)  # now, not after the lifespan has started Ray: fail fast
+    sock = listening_socket(host, port)  # now, not after Ray has started: fail fast
     config = uvicorn.Config(gateway.http_app(), host=host, port=port,
                             log_level=gateway.settings.log_level.lower(), lifespan="on")
-    log.info("algo-mcp on http://%s:%d (MCP at /mcp, SSE at /sse, REST docs at /docs)", host, port)
+    # Started before uvicorn, so a failure raises here (a message, exit 2), not in its lifespan.
     with sock:
-        await uvicorn.Server(config).serve(sockets=[sock])
+        async with gateway.startup.hold():
+            log.info("algo-mcp on http://%s:%d (MCP at /mcp, SSE at /sse, REST docs at /docs)", host, port)
+            await uvicorn.Server(config).serve(sockets=[sock])
 
 
 def main(argv: list[str] | None = None) -> None:

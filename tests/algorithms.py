@@ -85,6 +85,19 @@ class Crash(Algorithm):
         return CrashOutput(pid=os.getpid())
 
 
+class BrokenSetup(Algorithm):
+    """A model that cannot load (never registered here: the CLI tests name it in a registry of their own)."""
+
+    Input = CrashInput
+    Output = CrashOutput
+
+    async def setup(self) -> None:
+        raise RuntimeError("weights not found at /models/broken.bin")
+
+    async def predict(self, inp: CrashInput) -> CrashOutput:
+        raise AssertionError("never loaded, never called")
+
+
 class Shout(Algorithm):
     """Pre- and post-processing hooks around a plain predict (not deployed; driven in-process)."""
 
