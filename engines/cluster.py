@@ -18,6 +18,14 @@ log = logging.getLogger(__name__)
 _TOKEN_FILE = Path.home() / ".ray" / "auth_token"
 
 
+#: Serve's gRPC request path caps a call's input, and its result, at 4 MiB by default: below
+#: what we accept (a 16 MB request body, 20 MB images), so a 6 MB image failed inside Ray.
+#: Our own limits bound every input before it reaches Ray; the transport adds none.
+#: Read by callers and replicas alike, so it is also passed to every replica (:data:`REPLICA_ENV`).
+GRPC_MESSAGE_LIMIT = {"RAY_SERVE_REPLICA_GRPC_MAX_MESSAGE_LENGTH": str(2**31 - 1)}
+REPLICA_ENV = {"HF_HUB_OFFLINE": "1", **GRPC_MESSAGE_LIMIT}
+
+
 def prepare_env(settings: Settings) -> None:
     """Environment Ray reads at import and start-up; set before ``import ray``."""
     # Ray reads "1"/"0"; the setting may come from .env, which Ray never sees.
@@ -30,6 +38,8 @@ def prepare_env(settings: Settings) -> None:
     if settings.ray_address and (os.environ.get("RAY_AUTH_TOKEN") or _TOKEN_FILE.exists()):
         os.environ.setdefault("RAY_AUTH_MODE", "token")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    for name, value in GRPC_MESSAGE_LIMIT.items():
+        os.environ.setdefault(name, value)
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from ray import serve
 from ray.serve import Application
 from ray.serve.api import RunTarget, _run_many
 
+from engines.cluster import REPLICA_ENV
 from engines.errors import NotConfigured, Unavailable
 from engines.external import ExternalAPI
 from engines.registry import Entry, Registry
@@ -64,7 +65,7 @@ def logging_config(settings: Settings) -> dict[str, Any]:
 def deployment_options(entry: Entry, settings: Settings) -> dict[str, Any]:
     """Serve options for an entry; algorithm classes never see these."""
     spec = entry.spec
-    env = {"HF_HUB_OFFLINE": "1", **forwarded_env(entry, settings)}
+    env = {**REPLICA_ENV, **forwarded_env(entry, settings)}
     return {
         "name": spec.name,
         "logging_config": logging_config(settings),
@@ -155,7 +156,7 @@ def _task_worker_app(settings: Settings, queue: TaskQueueConfig) -> tuple[str, A
     secret = settings.callback_secret.get_secret_value() if settings.callback_secret else None
     args = (queue, settings.task_worker_concurrency, settings.heartbeat_interval_seconds,
             settings.heartbeat_ttl_seconds, settings.task_visibility_timeout_seconds, secret)
-    env = {"FETCH_ALLOWLIST": settings.fetch_allowlist or ""}
+    env = {**REPLICA_ENV, "FETCH_ALLOWLIST": settings.fetch_allowlist or ""}
     fp = _digest(args, env, settings.task_workers, logging_config(settings))
     options = {"name": task_worker_app_name(queue), "num_replicas": settings.task_workers,
                "logging_config": logging_config(settings),

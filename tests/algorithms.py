@@ -85,6 +85,25 @@ class Crash(Algorithm):
         return CrashOutput(pid=os.getpid())
 
 
+class BlobInput(BaseModel):
+    size: int = Field(ge=0, le=16_000_000, description="characters in the result")
+
+
+class BlobOutput(BaseModel):
+    blob: str
+
+
+@algorithm(name="test-blob", kind="local", num_cpus=0.01)
+class Blob(Algorithm):
+    """A result of ``size`` characters, larger than a transport's default message limit if asked."""
+
+    Input = BlobInput
+    Output = BlobOutput
+
+    async def predict(self, inp: BlobInput) -> BlobOutput:
+        return BlobOutput(blob="x" * inp.size)
+
+
 class BrokenSetup(Algorithm):
     """A model that cannot load (never registered here: the CLI tests name it in a registry of their own)."""
 
