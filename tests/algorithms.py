@@ -104,17 +104,11 @@ class Blob(Algorithm):
         return BlobOutput(blob="x" * inp.size)
 
 
-class BrokenSetup(Algorithm):
-    """A model that cannot load (never registered here: the CLI tests name it in a registry of their own)."""
-
-    Input = CrashInput
-    Output = CrashOutput
+class BrokenSetup(Crash):
+    """A model that cannot load (not registered here: the CLI tests name it in a registry of their own)."""
 
     async def setup(self) -> None:
         raise RuntimeError("weights not found at /models/broken.bin")
-
-    async def predict(self, inp: CrashInput) -> CrashOutput:
-        raise AssertionError("never loaded, never called")
 
 
 class Shout(Algorithm):
