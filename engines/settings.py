@@ -17,7 +17,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+    # Empty means unset: ``cp .env.example .env`` must not turn ``DATA_DIR=`` into "." or
+    # ``MCP_AUTH_TOKEN=`` into an empty token.
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", env_ignore_empty=True)
 
     # gateway
     service_host: str = Field("127.0.0.1", description="address the HTTP/SSE gateway binds to")
