@@ -83,9 +83,11 @@ class AlgorithmClient:
             raise Busy(name, self.retry_after_s(name)) from None
         except RayTaskError as exc:
             raise self._unwrap(name, exc) from None
-        except (RayActorError, DeploymentUnavailableError) as exc:
-            log.warning("%s: replica unavailable: %s", name, exc)
-            raise ReplicaUnavailable(name) from None
+        except RayActorError as exc:
+            log.warning("%s: replica lost: %s", name, exc)
+            raise ReplicaUnavailable(name, ReplicaUnavailable.DIED) from None
+        except DeploymentUnavailableError:
+            raise ReplicaUnavailable(name, ReplicaUnavailable.NONE_RUNNING) from None
         self._record_latency(name, loop.time() - started)
         return result
 

@@ -91,23 +91,25 @@ class Unavailable(AlgoError):
 
 
 class ReplicaUnavailable(Unavailable):
-    """The algorithm's replica died during the call (a crash, the OOM killer) or none is healthy.
+    """No replica could take or finish the call: one died during it (a crash, the OOM killer), or
+    none is running. The call may or may not have run; a task worker runs it again while
+    attempts remain."""
 
-    The call may or may not have run; a task worker runs it again while attempts remain.
-    """
+    DIED = "its replica died during the call (a crash or out of memory; see the replica's log)"
+    NONE_RUNNING = "it has no running replica (its deployment failed; see /healthz)"
 
-    def __init__(self, name: str) -> None:
-        super().__init__(f"{name}: its replica is not available, retry shortly")
+    def __init__(self, name: str, reason: str) -> None:
+        self.reason = reason
+        super().__init__(f"{name}: {reason}; retry shortly")
 
 
 class ReplicaLost(Unavailable):
-    """A task's replica died under it on every attempt it was allowed."""
+    """A task whose replica was unavailable on every attempt it was allowed."""
 
     code = "replica_lost"
 
-    def __init__(self, name: str, attempts: int, max_attempts: int) -> None:
-        super().__init__(f"{name}: its replica died under this task on attempt {attempts} of "
-                         f"{max_attempts}; gave up (a crash or out of memory; see the replica's log)")
+    def __init__(self, name: str, attempts: int, max_attempts: int, reason: str) -> None:
+        super().__init__(f"{name}: gave up on attempt {attempts} of {max_attempts}: {reason}")
 
 
 class UpstreamFailed(AlgoError):

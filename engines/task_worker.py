@@ -137,11 +137,11 @@ class TaskWorker:
                                                           task_id=record.task_id)
             except Busy as busy:
                 await asyncio.sleep(busy.retry_after_s)
-            except ReplicaUnavailable:
+            except ReplicaUnavailable as lost:
                 if attempt >= record.max_attempts:
-                    raise ReplicaLost(record.algorithm, attempt, record.max_attempts) from None
-                log.warning("task %s: %s replica lost on attempt %d; running it again in %g s",
-                            record.task_id, record.algorithm, attempt, pause)
+                    raise ReplicaLost(record.algorithm, attempt, record.max_attempts, lost.reason) from None
+                log.warning("task %s: %s on attempt %d; running it again in %g s",
+                            record.task_id, lost.message, attempt, pause)
                 await asyncio.sleep(pause)
                 attempt = await self._store.retry(record.task_id)
                 if not attempt:

@@ -41,8 +41,8 @@ async def test_a_sync_call_whose_replica_dies_is_unavailable_then_served_by_a_ne
     async with httpx.AsyncClient(base_url=server.url, headers=server.auth, timeout=WAIT_S) as http:
         died = await http.post(f"/invoke/{CRASH}", json={"crash": True})
     assert died.status_code == 503
-    assert died.json()["error"] == {"type": "unavailable",
-                                    "message": f"{CRASH}: its replica is not available, retry shortly"}
+    assert died.json()["error"] == {"type": "unavailable", "message": f"{CRASH}: its replica died during the "
+                                    "call (a crash or out of memory; see the replica's log); retry shortly"}
     assert await replica_pid(server) != first
 
 
@@ -61,5 +61,5 @@ async def test_a_task_whose_replica_dies_on_its_last_attempt_fails_as_replica_lo
     task = await store.submit(CRASH, {"crash": True}, max_attempts=1)
     ended = await store.wait(task.task_id, WAIT_S)
     assert ended is not None and ended.status is TaskStatus.FAILED and ended.attempts == 1
-    assert ended.error == {"type": "replica_lost", "message": f"{CRASH}: its replica died under this task on "
-                           "attempt 1 of 1; gave up (a crash or out of memory; see the replica's log)"}
+    assert ended.error == {"type": "replica_lost", "message": f"{CRASH}: gave up on attempt 1 of 1: its replica "
+                           "died during the call (a crash or out of memory; see the replica's log)"}
