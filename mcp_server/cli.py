@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
+import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from engines.errors import AlgoError
 from engines.settings import get_settings
 
 log = logging.getLogger("algo_mcp")
+
+_STOP_GRACE_S = 2.0
 
 
 def _protect_stdout() -> None:
@@ -49,6 +53,35 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+async def _until_sigterm(serve: Awaitable[None]) -> bool:
+    """Serve until done or SIGTERM (a desktop client quitting, ``docker stop``); True if SIGTERM.
+
+    Once Ray has started in this process, SIGTERM meets Ray's native handler, which aborts the
+    process and can strand the local cluster (raylet, GCS, replicas) and the bundled Redis.
+    Here it stops the serving instead, so the caller's start-up is undone in order. uvicorn
+    handles SIGTERM itself while it serves; this handler then only sees the signal re-raised.
+    """
+    serving = asyncio.ensure_future(serve)
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    stopping = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait([serving, stopping], return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:  # Ctrl-C
+        serving.cancel()
+        raise
+    finally:
+        stopping.cancel()
+    if serving.done():
+        serving.result()
+        return False
+    log.info("SIGTERM: stopping")
+    serving.cancel()
+    # The stdio transport reads stdin in a thread that only a line or EOF wakes: do not wait on it.
+    await asyncio.wait([serving], timeout=_STOP_GRACE_S)
+    return True
+
+
 async def _serve(transport: str, host: str, port: int) -> None:
     import uvicorn
 
@@ -56,17 +89,23 @@ async def _serve(transport: str, host: str, port: int) -> None:
     from mcp_server.listen import listening_socket
 
     gateway = build_gateway()
-    if transport == "stdio":
-        await gateway.mcp.run_async(transport="stdio", show_banner=False)
-        return
-    sock = listening_socket(host, port)  # now, not after Ray has started: fail fast
-    config = uvicorn.Config(gateway.http_app(), host=host, port=port,
-                            log_level=gateway.settings.log_level.lower(), lifespan="on")
-    # Started before uvicorn, so a failure raises here (a message, exit 2), not in its lifespan.
-    with sock:
+    sock = None if transport == "stdio" else listening_socket(host, port)  # before Ray: fail fast
+    with sock or contextlib.nullcontext():
+        # Started before serving, so a failure raises here (a message, exit 2), not in a lifespan.
         async with gateway.startup.hold():
-            log.info("algo-mcp on http://%s:%d (MCP at /mcp, SSE at /sse, REST docs at /docs)", host, port)
-            await uvicorn.Server(config).serve(sockets=[sock])
+            if sock is None:
+                stopped = await _until_sigterm(gateway.mcp.run_async(transport="stdio", show_banner=False))
+            else:
+                config = uvicorn.Config(gateway.http_app(), host=host, port=port,
+                                        log_level=gateway.settings.log_level.lower(), lifespan="on")
+                log.info("algo-mcp on http://%s:%d (MCP at /mcp, SSE at /sse, REST docs at /docs)", host, port)
+                stopped = await _until_sigterm(uvicorn.Server(config).serve(sockets=[sock]))
+    if stopped:  # all is shut down; a stdin reader blocked in read() would hold the exit forever
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(OSError, ValueError):
+                stream.flush()
+        logging.shutdown()
+        os._exit(0)
 
 
 def main(argv: list[str] | None = None) -> None:
