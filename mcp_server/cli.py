@@ -53,21 +53,24 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-async def _until_sigterm(serve: Awaitable[None]) -> bool:
-    """Serve until done or SIGTERM (a desktop client quitting, ``docker stop``); True if SIGTERM.
+async def _until_stopped(serve: Awaitable[None]) -> bool:
+    """Serve until done, or until SIGTERM (a desktop client quitting, ``docker stop``) or Ctrl-C;
+    True when a signal stopped it.
 
     Once Ray has started in this process, SIGTERM meets Ray's native handler, which aborts the
     process and can strand the local cluster (raylet, GCS, replicas) and the bundled Redis.
-    Here it stops the serving instead, so the caller's start-up is undone in order. uvicorn
-    handles SIGTERM itself while it serves; this handler then only sees the signal re-raised.
+    Here both signals stop the serving instead, so the caller's start-up is undone in order.
+    uvicorn handles them itself while it serves; this handler then only sees them re-raised.
     """
     serving = asyncio.ensure_future(serve)
     stop = asyncio.Event()
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
     stopping = asyncio.ensure_future(stop.wait())
     try:
         await asyncio.wait([serving, stopping], return_when=asyncio.FIRST_COMPLETED)
-    except asyncio.CancelledError:  # Ctrl-C
+    except asyncio.CancelledError:
         serving.cancel()
         raise
     finally:
@@ -75,7 +78,7 @@ async def _until_sigterm(serve: Awaitable[None]) -> bool:
     if serving.done():
         serving.result()
         return False
-    log.info("SIGTERM: stopping")
+    log.info("stopping (signal)")
     serving.cancel()
     # The stdio transport reads stdin in a thread that only a line or EOF wakes: do not wait on it.
     await asyncio.wait([serving], timeout=_STOP_GRACE_S)
@@ -94,12 +97,12 @@ async def _serve(transport: str, host: str, port: int) -> None:
         # Started before serving, so a failure raises here (a message, exit 2), not in a lifespan.
         async with gateway.startup.hold():
             if sock is None:
-                stopped = await _until_sigterm(gateway.mcp.run_async(transport="stdio", show_banner=False))
+                stopped = await _until_stopped(gateway.mcp.run_async(transport="stdio", show_banner=False))
             else:
                 config = uvicorn.Config(gateway.http_app(), host=host, port=port,
                                         log_level=gateway.settings.log_level.lower(), lifespan="on")
                 log.info("algo-mcp on http://%s:%d (MCP at /mcp, SSE at /sse, REST docs at /docs)", host, port)
-                stopped = await _until_sigterm(uvicorn.Server(config).serve(sockets=[sock]))
+                stopped = await _until_stopped(uvicorn.Server(config).serve(sockets=[sock]))
     if stopped:  # all is shut down; a stdin reader blocked in read() would hold the exit forever
         for stream in (sys.stdout, sys.stderr):
             with contextlib.suppress(OSError, ValueError):

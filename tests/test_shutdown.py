@@ -1,5 +1,5 @@
-"""A gateway that started its own Ray stops it, and the bundled Redis, on SIGTERM: nothing is left
-running. (Ray's native SIGTERM handler would abort the process and could strand them.)"""
+"""A gateway that started its own Ray stops it, and the bundled Redis, on SIGTERM or Ctrl-C: nothing
+is left running. (Ray's native SIGTERM handler would abort the process and could strand them.)"""
 
 from __future__ import annotations
 
@@ -54,8 +54,10 @@ async def read_until(stream: asyncio.StreamReader, marker: str, seen: list[str])
             return
 
 
-@pytest.mark.parametrize("transport", ["stdio", "http"])
-async def test_sigterm_stops_the_local_ray_and_redis_the_gateway_started(transport: str, tmp_path: Path):
+@pytest.mark.parametrize(("transport", "signum"), [("stdio", signal.SIGTERM), ("stdio", signal.SIGINT),
+                                                   ("http", signal.SIGTERM)])
+async def test_a_signal_stops_the_local_ray_and_redis_the_gateway_started(transport: str, signum: int,
+                                                                          tmp_path: Path):
     registry = tmp_path / "algorithms.yaml"
     echo = next(e for e in yaml.safe_load((ROOT / "algorithms.yaml").read_text()) if e["name"] == "local-echo")
     registry.write_text(yaml.safe_dump([echo]))
@@ -73,7 +75,7 @@ async def test_sigterm_stops_the_local_ray_and_redis_the_gateway_started(transpo
         children = descendants(proc.pid)
         assert any(b"raylet" in c for c in children.values()), "no local Ray under the gateway"
         assert any(b"valkey-server" in c for c in children.values()), "no bundled Redis under the gateway"
-        proc.send_signal(signal.SIGTERM)  # stdin stays open: the stdio reader is blocked in read()
+        proc.send_signal(signum)  # stdin stays open: the stdio reader is blocked in read()
         drain = asyncio.ensure_future(read_until(proc.stderr, "\0never\0", seen))
         code = await asyncio.wait_for(proc.wait(), STOP_DEADLINE_S)
         drain.cancel()
