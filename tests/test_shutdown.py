@@ -1,5 +1,6 @@
-"""A gateway that started its own Ray stops it, and the bundled Redis, on SIGTERM or Ctrl-C: nothing
-is left running. (Ray's native SIGTERM handler would abort the process and could strand them.)"""
+"""A gateway that started its own Ray stops it, and the bundled Redis, when stopped (SIGTERM, Ctrl-C,
+or stdin closed): nothing is left running. (Ray's native SIGTERM handler would abort the process and
+could strand them.)"""
 
 from __future__ import annotations
 
@@ -55,9 +56,10 @@ async def read_until(stream: asyncio.StreamReader, marker: str, seen: list[str])
 
 
 @pytest.mark.parametrize(("transport", "signum"), [("stdio", signal.SIGTERM), ("stdio", signal.SIGINT),
-                                                   ("http", signal.SIGTERM)])
-async def test_a_signal_stops_the_local_ray_and_redis_the_gateway_started(transport: str, signum: int,
+                                                   ("stdio", None), ("http", signal.SIGTERM)])
+async def test_stopping_stops_the_local_ray_and_redis_the_gateway_started(transport: str, signum: int | None,
                                                                           tmp_path: Path):
+    """By a signal, or (stdio) by the client closing stdin, the MCP way to end a session."""
     registry = tmp_path / "algorithms.yaml"
     echo = next(e for e in yaml.safe_load((ROOT / "algorithms.yaml").read_text()) if e["name"] == "local-echo")
     registry.write_text(yaml.safe_dump([echo]))
@@ -75,7 +77,10 @@ async def test_a_signal_stops_the_local_ray_and_redis_the_gateway_started(transp
         children = descendants(proc.pid)
         assert any(b"raylet" in c for c in children.values()), "no local Ray under the gateway"
         assert any(b"valkey-server" in c for c in children.values()), "no bundled Redis under the gateway"
-        proc.send_signal(signum)  # stdin stays open: the stdio reader is blocked in read()
+        if signum is None:
+            proc.stdin.close()  # type: ignore[union-attr]
+        else:
+            proc.send_signal(signum)  # stdin stays open: the stdio reader is blocked in read()
         drain = asyncio.ensure_future(read_until(proc.stderr, "\0never\0", seen))
         code = await asyncio.wait_for(proc.wait(), STOP_DEADLINE_S)
         drain.cancel()
