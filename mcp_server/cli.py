@@ -65,7 +65,7 @@ async def _until_stopped(serve: Awaitable[None]) -> bool:
     serving = asyncio.ensure_future(serve)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
+    for signum in (signal.SIGTERM, signal.SIGINT):  # left in place: a second one must not abort the stop
         loop.add_signal_handler(signum, stop.set)
     stopping = asyncio.ensure_future(stop.wait())
     try:
