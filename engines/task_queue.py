@@ -22,7 +22,7 @@ from engines.errors import AlgoError, NotConfigured, Unavailable, ValidationFail
 from engines.safe_url import check_public_url
 from engines.settings import Settings
 from engines.task_context import ObjectStoreConfig, TaskQueueConfig
-from storage import REDIS_UNREACHABLE, EmbeddedRedis, TaskRecord, TaskStatus, TaskStore, redis_pool
+from storage import REDIS_UNREACHABLE, EmbeddedRedis, TaskRecord, TaskStatus, TaskStore, redis_pool, supervise
 from storage.objects import ObjectStore, S3ObjectStore
 
 log = logging.getLogger(__name__)
@@ -121,11 +121,14 @@ class TaskQueue:
         self.objects = self.config.objects.open()
         if isinstance(self.objects, S3ObjectStore):
             await self.objects.ensure_bucket()
-        beat = asyncio.create_task(self._heartbeat(worker_id))
+        background = [asyncio.create_task(self._heartbeat(worker_id))]
+        if embedded is not None:
+            background.append(asyncio.create_task(supervise(embedded)))
         try:
             yield self
         finally:
-            beat.cancel()
+            for task in background:
+                task.cancel()
             await redis.aclose()
             self._store = None
             if embedded is not None:

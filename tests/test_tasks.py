@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import json
@@ -171,6 +172,22 @@ async def test_healthz_lists_the_live_gateway_and_task_worker(server: Running):
     assert {"gateway", "task-worker"} <= kinds
     assert any(name.startswith("algo-mcp-task-worker-") and a["status"] == "RUNNING"
                for name, a in body["algorithms"].items())
+
+
+async def test_the_gateways_bundled_redis_is_started_again_if_it_dies(tmp_path: Path):
+    settings = Settings(_env_file=None, redis_url=None, data_dir=tmp_path)
+    queue = TaskQueue(settings, AlgorithmClient(Registry.load(settings.algo_mcp_registry)))
+    async with queue.running(worker_id="test-supervised"):
+        before = await queue.submit("local-echo", {"text": "before"})
+        os.kill(int((tmp_path / "redis" / "valkey.pid").read_text()), signal.SIGKILL)
+
+        async def submitted_again() -> str | None:
+            with contextlib.suppress(Unavailable):
+                return (await queue.submit("local-echo", {"text": "after"})).task_id
+            return None
+
+        await poll(submitted_again, what="tasks accepted again")
+        assert (await queue.get(before.task_id)).payload == {"text": "before"}  # its data came back too
 
 
 async def test_an_unreachable_task_store_is_a_retry_later_error_naming_it(tmp_path: Path):
