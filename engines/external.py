@@ -9,6 +9,7 @@ anything that could reach a caller or a log.
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 from typing import Any, ClassVar
 
@@ -32,6 +33,8 @@ class ExternalAPI(Algorithm):
     max_retries: ClassVar[int] = 3
     backoff_s: ClassVar[float] = 0.5
     max_connections: ClassVar[int] = 64
+    #: a JSON answer larger than this is a broken upstream, not worth the replica's memory
+    max_response_bytes: ClassVar[int] = 8 * 1024 * 1024
 
     async def setup(self) -> None:
         self._client = httpx.AsyncClient(
@@ -74,13 +77,23 @@ class ExternalAPI(Algorithm):
             return min(float(retry_after), _MAX_BACKOFF_S)
         return min(self.backoff_s * 2**attempt, _MAX_BACKOFF_S) * random.uniform(0.5, 1.0)
 
+    async def _send(self, method: str, url: str, **kwargs: Any) -> tuple[httpx.Response, bytes]:
+        """One request, its body read only up to ``max_response_bytes``."""
+        async with self._client.stream(method, url, **kwargs) as resp:
+            body = bytearray()
+            async for chunk in resp.aiter_bytes():
+                body += chunk
+                if len(body) > self.max_response_bytes:
+                    raise self._fail(f"answered with more than {self.max_response_bytes} bytes")
+            return resp, bytes(body)
+
     async def request_json(self, method: str, url: str, **kwargs: Any) -> Any:
         """Send one request with retries; return the decoded JSON body or raise UpstreamFailed."""
         problem = "no answer"
         for attempt in range(self.max_retries + 1):
             resp = None
             try:
-                resp = await self._client.request(method, url, **kwargs)
+                resp, body = await self._send(method, url, **kwargs)
             except httpx.TimeoutException:
                 problem = f"timed out after {self.request_timeout_s:g} s"
             except httpx.TransportError as exc:
@@ -90,11 +103,11 @@ class ExternalAPI(Algorithm):
                     problem = f"answered HTTP {resp.status_code}"
                 elif resp.status_code >= 400:
                     detail = "the API key was rejected" if resp.status_code in (401, 403) else \
-                        resp.text[:_SNIPPET_CHARS]
+                        body[:_SNIPPET_CHARS].decode(errors="replace")
                     raise self._fail(f"answered HTTP {resp.status_code}: {detail}")
                 else:
                     try:
-                        return resp.json()
+                        return json.loads(body)
                     except ValueError:
                         raise self._fail("answered with a body that is not JSON") from None
             if attempt < self.max_retries:

@@ -15,7 +15,8 @@ class SentimentAPI:
     """The Hugging Face Inference API's text-classification shape.
 
     Texts steer it: ``FLAKY`` answers 429 twice then succeeds, ``BROKEN``
-    answers 500 with the caller's key in the body (it must never leak).
+    answers 500 with the caller's key in the body (it must never leak),
+    ``HUGE`` answers 16 MB.
     """
 
     key: str
@@ -49,6 +50,8 @@ def _handler(api: SentimentAPI) -> type[BaseHTTPRequestHandler]:
                 return self._answer(429, {"error": "rate limited"})
             if "BROKEN" in text:
                 return self._answer(500, {"error": f"internal error for key {api.key}"})
+            if "HUGE" in text:  # far past any sane answer: the client must stop reading
+                return self._answer(200, [[{"label": "POSITIVE" * 1000, "score": 0.5}] * 2000])
             positive = 0.97 if any(w in text.lower() for w in ("love", "great", "good")) else 0.08
             return self._answer(200, [[{"label": "POSITIVE", "score": positive},
                                        {"label": "NEGATIVE", "score": round(1 - positive, 2)}]])

@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from engines.errors import UpstreamFailed
 from tests.conftest import Running
 from tests.fake_apis import SentimentAPI
 from tests.mcp_clients import http_session
@@ -63,6 +64,12 @@ async def test_upstream_errors_never_carry_the_key(server: Running, sentiment_ap
     text = result.content[0].text
     assert result.is_error and "answered HTTP 500" in text
     assert sentiment_api.key not in text and sentiment_api.key not in str(result.structured_content)
+
+
+async def test_an_oversized_upstream_answer_is_refused_not_read_whole(server: Running):
+    with pytest.raises(UpstreamFailed, match=r"HFSentiment: answered with more than 8388608 bytes"):
+        await server.gateway.client.invoke("external-sentiment", {"text": "HUGE"})
+    assert (await server.gateway.client.invoke("external-sentiment", {"text": "good"}))["label"] == "POSITIVE"
 
 
 def test_a_model_loaded_outside_ray_picks_the_cpu_without_starting_ray():
