@@ -129,6 +129,7 @@ class TaskQueue:
         finally:
             for task in background:
                 task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)  # ended before what they use closes
             await redis.aclose()
             self._store = None
             if embedded is not None:
