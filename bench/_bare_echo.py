@@ -12,14 +12,17 @@ with ``--serve`` to join ``RAY_ADDRESS`` and call the bench's ``ServeEcho``.
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 
-import engines  # noqa: F401  (Serve's request-path settings, as the gateway has them; before ray.serve)
+from engines.serving.cluster import prepare_env
+from engines.settings import Settings
 
-# isort: split
-from fastmcp import FastMCP
-from ray import serve
-from ray.serve.handle import DeploymentHandle
+prepare_env(Settings())  # Serve's request-path settings, as the gateway has them; before ray.serve
+
+from fastmcp import FastMCP  # noqa: E402  (after prepare_env, like the gateway)
+from ray import serve  # noqa: E402
+from ray.serve.handle import DeploymentHandle  # noqa: E402
 
 SERVE_ECHO_APP = "bare-serve-echo"
 
@@ -42,15 +45,14 @@ def bare_server(handle: DeploymentHandle | None = None) -> FastMCP:
 
 
 async def _serve_echo_over_stdio() -> None:
-    from engines import cluster
-    from engines.settings import Settings
+    from engines.serving import cluster
 
-    conn = cluster.connect(Settings(log_level="WARNING"))  # RAY_ADDRESS from the environment
+    cluster.connect(os.environ["RAY_ADDRESS"])
     try:
         handle = serve.get_deployment_handle(ServeEcho.name, app_name=SERVE_ECHO_APP)
         await bare_server(handle).run_async("stdio", show_banner=False)
     finally:
-        await cluster.disconnect(conn)
+        cluster.disconnect()
 
 
 if __name__ == "__main__":

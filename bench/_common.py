@@ -12,12 +12,17 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import engines  # noqa: F401  (sets Ray Serve's request-path env before anything imports ray.serve)
+from engines.local_cluster import LocalCluster
+from engines.serving import cluster
+from engines.settings import Settings
+
+cluster.prepare_env(Settings())  # Ray Serve's request path, set before anything imports ray.serve
 
 Call = Callable[[], Awaitable[object]]
 #: runs ``call`` ``n`` times (per caller, for concurrent loops) and returns what it saw
@@ -129,10 +134,27 @@ def note(message: str) -> None:
     print(f"[{time.monotonic() - _STARTED:6.1f} s] {message}", file=sys.stderr, flush=True)
 
 
+@asynccontextmanager
+async def local_ray(data_dir: Path) -> AsyncIterator[str]:
+    """This process joined to a local cluster of its own (as a gateway would start one); its address."""
+    local = LocalCluster(data_dir, {"ray"}, linger_s=0)
+    await local.join()
+    try:
+        address = await local.address("ray")
+        await asyncio.to_thread(cluster.connect, address)
+        try:
+            yield address
+        finally:
+            cluster.disconnect()
+    finally:
+        local.leave()
+
+
 def run(main: Callable[[], Coroutine[Any, Any, None]]) -> None:
     """Run a bench on a private local Ray cluster, and leave no Ray process behind."""
     os.environ.setdefault("FASTMCP_CHECK_FOR_UPDATES", "off")
     os.environ.pop("RAY_ADDRESS", None)  # never deploy bench variants onto someone's cluster
+    os.environ.setdefault("LOCAL_CLUSTER_LINGER_S", "0")  # the bench's clusters stop with it
     os.environ[_MARKER] = f"{os.getpid()}-{time.time_ns()}"  # inherited by every process we start
     try:
         asyncio.run(main())
@@ -142,10 +164,8 @@ def run(main: Callable[[], Coroutine[Any, Any, None]]) -> None:
 
 
 def _shutdown_ray() -> None:
-    """A safety net: the benches stop Ray themselves; this catches early failures.
-
-    The cluster is always our own local one, so stopping Ray stops Serve with it.
-    """
+    """A safety net: the benches leave Ray themselves; this catches early failures (the local
+    cluster's keeper then stops it, the linger being 0)."""
     if "ray" in sys.modules:
         import ray
 

@@ -2,8 +2,8 @@
 
 Both variants are the registry's ``text-embedding`` entry under a new name, with
 ``batch`` on or off and 1 CPU each, deployed side by side and measured one after
-the other (alternating rounds) through ``engines.client.AlgorithmClient``, the
-path every gateway call takes. Goal: calls/s(batched) / calls/s(unbatched) ≥ 4x.
+the other (alternating rounds) through ``engines.serving.client.AlgorithmClient``,
+the path every gateway call takes. Goal: calls/s(batched) / calls/s(unbatched) ≥ 4x.
 
 Run from the repo root: ``python bench/bench_batching.py``.
 """
@@ -11,17 +11,17 @@ Run from the repo root: ``python bench/bench_batching.py``.
 from __future__ import annotations
 
 import itertools
+import tempfile
 import time
+from pathlib import Path
 
-from _common import Call, compare, concurrent, note, print_table, ratio_cell, run, stats_cells
+from _common import Call, compare, concurrent, local_ray, note, print_table, ratio_cell, run, stats_cells
 from ray import serve
 
-from engines import cluster
+from engines.algorithms.registry import AlgorithmSpec, BatchSpec, Registry
 from engines.builtin.embedding import MiniLM
-from engines.client import AlgorithmClient
-from engines.deploy import deployment_options
-from engines.registry import AlgorithmSpec, BatchSpec, Registry
-from engines.replica import AlgorithmReplica
+from engines.serving.client import AlgorithmClient
+from engines.serving.deploy import AlgorithmApp
 from engines.settings import Settings
 
 SOURCE = "text-embedding"
@@ -36,19 +36,20 @@ def variant(spec: AlgorithmSpec, name: str, batch: BatchSpec | None) -> Algorith
 
 
 def deploy(registry: Registry, settings: Settings) -> None:
-    """The replicas ``engines.deploy`` would run for these entries, without a gateway's task worker."""
-    targets = []
-    for entry in registry:
-        replica = AlgorithmReplica.options(**deployment_options(entry, settings))
-        app = replica.bind(entry.spec.target, entry.spec.batch, "bench")
-        targets.append(serve.RunTarget(target=app, name=entry.name, route_prefix=None))
-    serve.run_many(targets)  # waits until they are RUNNING
+    """The replicas a gateway would run for these entries, without its task worker."""
+    apps = [AlgorithmApp(entry, settings) for entry in registry]
+    serve.run_many([serve.RunTarget(target=app.build(), name=app.name, route_prefix=None) for app in apps])
 
 
-def embed_call(client: AlgorithmClient, name: str) -> Call:
-    """One short, distinct text per call."""
+def embed_call(client: AlgorithmClient, registry: Registry, name: str) -> Call:
+    """One short, distinct text per call, validated as a gateway does."""
     counter = itertools.count()
-    return lambda: client.invoke(name, {"texts": [f"short sentence number {next(counter)} about cats"]})
+
+    async def call() -> object:
+        _, inp = registry.validate(name, {"texts": [f"short sentence number {next(counter)} about cats"]})
+        return await client.call(name, inp, 60)
+
+    return call
 
 
 async def model_ceiling(batch_size: int) -> tuple[float, float]:
@@ -80,18 +81,16 @@ async def main() -> None:
                 "batched": variant(spec, f"{SOURCE}-batched", spec.batch)}
     registry = Registry.from_specs([(f"bench variant {s.name}", s) for s in variants.values()])
     note("starting Ray")
-    conn = cluster.connect(settings)
-    try:
-        note(f"deploying {', '.join(registry.names())}")
-        deploy(registry, settings)
-        client = AlgorithmClient(registry)
-        calls = {label: embed_call(client, s.name) for label, s in variants.items()}
-        note(f"{CALLERS} callers x {CALLS_PER_CALLER} calls per variant")
-        stats = await compare(calls, concurrent(CALLERS), n=CALLS_PER_CALLER, warmup=WARMUP_PER_CALLER,
-                              rounds=2)
-    finally:
-        note("shutting down Ray")
-        await cluster.disconnect(conn)
+    with tempfile.TemporaryDirectory(prefix="algo-mcp-bench-") as tmp:
+        async with local_ray(Path(tmp)):
+            note(f"deploying {', '.join(registry.names())}")
+            deploy(registry, settings)
+            client = AlgorithmClient()
+            calls = {label: embed_call(client, registry, s.name) for label, s in variants.items()}
+            note(f"{CALLERS} callers x {CALLS_PER_CALLER} calls per variant")
+            stats = await compare(calls, concurrent(CALLERS), n=CALLS_PER_CALLER, warmup=WARMUP_PER_CALLER,
+                                  rounds=2)
+            note("shutting down Ray")
     ratio = stats["batched"].calls_per_s / stats["unbatched"].calls_per_s
     print(f"\nBatching: `{SOURCE}` (all-MiniLM-L6-v2, 1 CPU replica), {CALLERS} concurrent callers x "
           f"{CALLS_PER_CALLER} calls of 1 short text each, via AlgorithmClient; ratio = calls/s "

@@ -30,7 +30,7 @@ from fastmcp.client.transports import StdioTransport
 from ray import serve
 from starlette.applications import Starlette
 
-from engines.registry import AlgorithmSpec, Registry
+from engines.algorithms.registry import AlgorithmSpec, Registry
 from engines.settings import Settings
 from mcp_server.app import Gateway, build_gateway, mcp_server
 
@@ -48,13 +48,13 @@ def registry_of(spec: AlgorithmSpec, size: int) -> Registry:
     return Registry.from_specs([(f"bench entry {s.name}", s) for s in [spec, *aliases]])
 
 
-def tools_only(gateway: Gateway) -> Gateway:
-    """``gateway`` served by a FastMCP server with its algorithm tools but without its lifespan.
+def tools_only(gateway: Gateway, registry: Registry) -> Gateway:
+    """A gateway with a tool per entry of ``registry``, run by ``gateway``'s already started runtime.
 
-    That lifespan would deploy every entry; here only ``local-echo`` runs (the main
-    gateway deployed it) and the tools make their Serve handles lazily, by name.
+    Its own lifespan would deploy every entry; here only ``local-echo`` runs (the main
+    gateway deployed it), and the other entries' tools are listed, never called.
     """
-    return dataclasses.replace(gateway, mcp=mcp_server(gateway.queue))
+    return dataclasses.replace(gateway, registry=registry, mcp=mcp_server(registry, gateway.runtime))
 
 
 @asynccontextmanager
@@ -113,8 +113,9 @@ async def main() -> None:
         # Only the fields the real file sets, so the copy loads (and fingerprints) the same.
         registry_file.write_text(yaml.safe_dump([spec.model_dump(mode="json", exclude_unset=True)]))
         gateway, bare = build_gateway(settings, registry_of(spec, 1)), bare_server()
-        note("starting Ray and deploying local-echo (the gateway's own lifespan)")
-        algo_mem = await enter(Client(gateway.mcp))  # holds the lifespan: Ray stops when it closes
+        note("starting Ray and deploying local-echo (the gateway's own lifespan, in the background)")
+        algo_mem = await enter(Client(gateway.mcp))  # holds the lifespan: the runtime stops when it closes
+        await gateway.runtime.started()
         note("deploying a bare Serve echo (the floor for any Serve-backed tool, for scale)")
         await asyncio.to_thread(serve.run, ServeEcho.bind(), name=SERVE_ECHO_APP, route_prefix=None)
         serve_echo = serve.get_deployment_handle(ServeEcho.name, app_name=SERVE_ECHO_APP)
@@ -129,7 +130,7 @@ async def main() -> None:
                 await enter(stdio(str(Path(sys.executable).with_name("algo-mcp")), "serve",
                                   "--transport", "stdio", LOG_LEVEL="WARNING",
                                   RAY_ADDRESS=ray_address,
-                                  REDIS_URL=gateway.queue.config.redis_url,
+                                  REDIS_URL=gateway.runtime.tasks.config.redis_url,
                                   ALGO_MCP_REGISTRY=str(registry_file))),
                 await enter(stdio(sys.executable, str(BENCH / "_bare_echo.py"))),
                 await enter(stdio(sys.executable, str(BENCH / "_bare_echo.py"), "--serve", LOG_LEVEL="WARNING",
@@ -146,11 +147,11 @@ async def main() -> None:
             if base_on_serve is not None:  # the same bare tool, echoing through a bare Serve deployment
                 servers.append(("bare FastMCP + bare Serve deployment", "1", await checked(base_on_serve, "echo")))
             if transport == "in-memory":  # the Ray Serve round trip alone, for scale
-                servers.append(("AlgorithmClient only, no MCP", "1",
-                                lambda: gateway.client.invoke(ECHO, ARGS)))
+                servers.append(("engines.calls only, no MCP", "1",
+                                lambda: gateway.runtime.calls.invoke(ECHO, ARGS)))
             rows += await compare_rows(transport, servers, OVERHEAD_GOAL)
 
-        few, many = (tools_only(build_gateway(settings, registry_of(spec, n))) for n in (FEW, MANY))
+        few, many = (tools_only(gateway, registry_of(spec, n)) for n in (FEW, MANY))
         few_url, many_url = await enter(serving(few.http_app())), await enter(serving(many.http_app()))
         sized = {
             "in-memory": (await enter(Client(few.mcp)), await enter(Client(many.mcp))),

@@ -1,15 +1,12 @@
-"""Everything that runs on Ray: algorithm deployments, their client, the registry."""
+"""The engine layer: the algorithm contract and registry, and everything that runs them on Ray.
 
-# Ray Serve reads its request-path settings when it is first imported, so they
-# are set here, before any module of ours imports it.
-from engines.cluster import prepare_env
-from engines.settings import get_settings
+Importing it starts nothing and changes no environment; the gateway's
+:class:`engines.runtime.Runtime` does that when it starts.
+"""
 
-prepare_env(get_settings())
+from engines.algorithms.base import Algorithm
+from engines.algorithms.config import AlgorithmConfig
+from engines.algorithms.external import ExternalAPI
+from engines.algorithms.registry import AlgorithmSpec, Registry, algorithm
 
-
-from engines.algorithm import Algorithm  # noqa: E402
-from engines.external import ExternalAPI  # noqa: E402
-from engines.registry import AlgorithmSpec, Registry, algorithm  # noqa: E402
-
-__all__ = ["Algorithm", "AlgorithmSpec", "ExternalAPI", "Registry", "algorithm"]
+__all__ = ["Algorithm", "AlgorithmConfig", "AlgorithmSpec", "ExternalAPI", "Registry", "algorithm"]

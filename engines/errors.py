@@ -1,13 +1,34 @@
-"""One exception hierarchy for every failure a caller can see.
+"""Every failure a caller can see, as one hierarchy.
 
-The gateway maps these once to MCP tool errors and once to HTTP status codes
-(see ``mcp_server.errors``); nothing else catches and reformats them. Messages
-are written for the caller: they say what was wrong and what to do, and never
-carry secrets.
+* AlgoError                  500 internal
+  + ValidationFailed         422 the input broke a rule; ``problems`` lists ``field: rule`` lines
+  + TaskFailed               422 a task ended without a result (an auto-mode answer)
+  + Unauthorized             401 no or a wrong bearer token
+  + Forbidden                403 a signed link that is unsigned, altered or expired
+  + UnknownAlgorithm         404 no such tool or route; names the closest ones
+  + UnknownTask              404 no such task (or it expired)
+  + NotFound                 404 no such stored object
+  + TooLarge                 413 a request body past ``MAX_REQUEST_BYTES``
+  + Busy                     429 every slot and queue place is taken; retry after N s
+  + UpstreamFailed           502 an external API failed
+  + NotConfigured            503 a setting, key or GPU the algorithm needs is missing
+  + Unavailable              503 retry later: something the call needs is not there right now
+    x Starting               503 the algorithm (or the runtime) is still starting
+    x ReplicaUnavailable     503 its replica died during the call, or none is running
+    x ReplicaLost            503 a task whose replica was lost on every attempt
+  + TimedOut                 504 a call or task ran past its ``timeout_s``
+  + RegistryError            --  a registry entry is wrong: start-up stops (exit 2)
+  + CannotListen             --  the gateway's port is taken: start-up stops (exit 2)
+
+The gateway maps them to MCP tool errors and to HTTP answers in one place
+(``mcp_server.errors``). Messages are written for the caller: what was wrong and
+what to do, never a secret. Errors pickle across Ray with their fields.
 """
 
 from __future__ import annotations
 
+import difflib
+import math
 from collections.abc import Sequence
 
 
@@ -23,6 +44,11 @@ class AlgoError(Exception):
 
     def to_dict(self) -> dict[str, object]:
         return {"type": self.code, "message": self.message}
+
+    @property
+    def retry_after_s(self) -> int | None:
+        """Seconds after which the same call may succeed; None when retrying will not help."""
+        return None
 
     def __reduce__(self):  # keep subclass and fields across Ray's pickling
         return (_rebuild, (type(self), self.__dict__))
@@ -49,16 +75,67 @@ class ValidationFailed(AlgoError):
         return {**super().to_dict(), "problems": self.problems}
 
 
+class TaskFailed(AlgoError):
+    """A task ended without a result; carries the task's own error (type and message)."""
+
+    http_status = 422
+    code = "task_failed"
+
+    def __init__(self, error: dict[str, object]) -> None:
+        self.error = error
+        super().__init__(str(error.get("message") or "the task failed"))
+
+    def to_dict(self) -> dict[str, object]:
+        return {"type": self.code, **self.error}
+
+
+class Unauthorized(AlgoError):
+    http_status = 401
+    code = "unauthorized"
+
+
+class Forbidden(AlgoError):
+    http_status = 403
+    code = "forbidden"
+
+
+def closest(name: str, known: Sequence[str], n: int = 3) -> list[str]:
+    """The known names nearest to a misspelt one, best first."""
+    return difflib.get_close_matches(name, known, n=n, cutoff=0.6)
+
+
 class UnknownAlgorithm(AlgoError):
+    """No algorithm (tool, route) by that name; says which registered ones are nearest."""
+
     http_status = 404
     code = "unknown_algorithm"
 
     def __init__(self, name: str, known: Sequence[str]) -> None:
         self.known = sorted(known)
-        super().__init__(f"no algorithm named {name!r}; known: {', '.join(self.known)}")
+        self.did_you_mean = closest(name, self.known)
+        hint = f"did you mean {' or '.join(repr(n) for n in self.did_you_mean)}? " if self.did_you_mean else ""
+        super().__init__(f"no algorithm named {name!r}; {hint}known: {', '.join(self.known)}")
 
     def to_dict(self) -> dict[str, object]:
-        return {**super().to_dict(), "known": self.known}
+        return {**super().to_dict(), "known": self.known, "did_you_mean": self.did_you_mean}
+
+
+class UnknownTask(AlgoError):
+    http_status = 404
+    code = "unknown_task"
+
+    def __init__(self, task_id: str) -> None:
+        super().__init__(f"no task {task_id!r} (it may have expired)")
+
+
+class NotFound(AlgoError):
+    http_status = 404
+    code = "not_found"
+
+
+class TooLarge(AlgoError):
+    http_status = 413
+    code = "too_large"
 
 
 class Busy(AlgoError):
@@ -68,11 +145,22 @@ class Busy(AlgoError):
     code = "busy"
 
     def __init__(self, name: str, retry_after_s: int) -> None:
-        self.retry_after_s = retry_after_s
+        self._retry_after_s = retry_after_s
         super().__init__(f"{name} is busy, retry after {retry_after_s} s")
+
+    @property
+    def retry_after_s(self) -> int:
+        return self._retry_after_s
 
     def to_dict(self) -> dict[str, object]:
         return {**super().to_dict(), "retry_after_s": self.retry_after_s}
+
+
+class UpstreamFailed(AlgoError):
+    """An external API answered with an error or not at all."""
+
+    http_status = 502
+    code = "upstream_failed"
 
 
 class NotConfigured(AlgoError):
@@ -83,11 +171,34 @@ class NotConfigured(AlgoError):
 
 
 class Unavailable(AlgoError):
-    """Something the call needs is not there right now (a deployment still starting or failed,
-    the task store unreachable); retrying later may work."""
+    """Something the call needs is not there right now (a deployment that failed, the task
+    store unreachable); retrying later may work."""
 
     http_status = 503
     code = "unavailable"
+
+    @property
+    def retry_after_s(self) -> int:
+        return 5
+
+
+class Starting(Unavailable):
+    """The gateway answers at once but starts Ray, Redis and the deployments in the background;
+    this call's algorithm (or what it needs) is not running yet and will not be within the call."""
+
+    code = "starting"
+
+    def __init__(self, what: str, left_s: float | None, detail: str = "") -> None:
+        self.left_s = None if left_s is None else max(1, math.ceil(left_s))
+        eta = f" (about {self.left_s} s left)" if self.left_s is not None else ""
+        super().__init__(f"{what} is starting{eta}{'; ' + detail if detail else ''}; retry shortly")
+
+    @property
+    def retry_after_s(self) -> int:
+        return min(self.left_s or 5, 30)
+
+    def to_dict(self) -> dict[str, object]:
+        return {**super().to_dict(), "retry_after_s": self.retry_after_s}
 
 
 class ReplicaUnavailable(Unavailable):
@@ -112,13 +223,6 @@ class ReplicaLost(Unavailable):
         super().__init__(f"{name}: gave up on attempt {attempts} of {max_attempts}: {reason}")
 
 
-class UpstreamFailed(AlgoError):
-    """An external API answered with an error or not at all."""
-
-    http_status = 502
-    code = "upstream_failed"
-
-
 class TimedOut(AlgoError):
     http_status = 504
     code = "timed_out"
@@ -131,3 +235,9 @@ class RegistryError(AlgoError):
     """A registry entry is wrong; start-up stops with this message."""
 
     code = "registry_error"
+
+
+class CannotListen(AlgoError):
+    """The gateway's HTTP port cannot be taken; start-up stops with what to set."""
+
+    code = "cannot_listen"

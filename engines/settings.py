@@ -2,7 +2,8 @@
 
 Names follow the seed Ray Service (``REDIS_URL``, ``SERVICE_HOST`` …) so an
 existing deployment's environment keeps working. ``.env.example`` lists every
-setting with its default.
+setting with its default. An algorithm's own settings (API keys, endpoints) are
+not here: each declares them in its ``Config`` (``engines.AlgorithmConfig``).
 """
 
 from __future__ import annotations
@@ -41,6 +42,10 @@ class Settings(BaseSettings):
     ray_serve_throughput_optimized: bool = Field(
         True, description="Serve's low-latency request path (about 2.5x faster handle calls)"
     )
+    local_cluster_linger_s: float = Field(
+        300, ge=0, description="the local Ray and bundled Redis outlive the last gateway using them by this much")
+    start_wait_s: float = Field(
+        40, ge=0, le=55, description="how long a call waits for its algorithm to start before 'starting, retry'")
 
     # Redis and heartbeats (the seed's names)
     redis_url: str | None = None
@@ -71,14 +76,6 @@ class Settings(BaseSettings):
     s3_access_key_id: str | None = None
     s3_secret_access_key: SecretStr | None = None
     s3_addressing_style: Literal["auto", "path", "virtual"] = "auto"
-
-    # external APIs: keys are secrets and never logged
-    sentiment_api_url: str | None = None
-    sentiment_api_key: SecretStr | None = None
-    nanobanana_api_key: SecretStr | None = None
-    nanobanana_base_url: str = "https://api.nanobananaapi.ai"
-    nanobanana_callback_url: str = Field("", description="sent as callBackUrl; we poll, so it may stay empty")
-    nanobanana_poll_interval_seconds: float = Field(3, gt=0)
 
 
 @lru_cache(maxsize=1)

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import hmac
 
-from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
+
+from engines.errors import Unauthorized
+from mcp_server.errors import http_error
 
 OPEN_PATHS = frozenset({"/healthz"})
 OPEN_PREFIXES = ("/objects/",)  # signed links: the signature is the credential
@@ -27,9 +29,7 @@ class BearerAuth:
             scheme, _, token = given.partition(b" ")
             if scheme.lower() != b"bearer" or not hmac.compare_digest(token.strip(), self._expected):
                 problem = "missing bearer token" if not given else "invalid bearer token"
-                response = JSONResponse(
-                    {"error": {"type": "unauthorized", "message": problem}}, status_code=401,
-                    headers={"WWW-Authenticate": 'Bearer realm="algo-mcp"'})
+                response = http_error(Unauthorized(problem), {"WWW-Authenticate": 'Bearer realm="algo-mcp"'})
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)

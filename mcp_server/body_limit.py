@@ -10,6 +10,9 @@ from __future__ import annotations
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from engines.errors import TooLarge
+from mcp_server.errors import http_error
+
 
 class _TooLarge(Exception):
     pass
@@ -21,8 +24,7 @@ class BodyLimit:
         self.max_bytes = max_bytes
 
     def _refusal(self) -> JSONResponse:
-        message = f"request body: larger than the {self.max_bytes} bytes this server accepts"
-        return JSONResponse({"error": {"type": "too_large", "message": message}}, status_code=413)
+        return http_error(TooLarge(f"request body: larger than the {self.max_bytes} bytes this server accepts"))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

@@ -9,31 +9,20 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterator
 from typing import Any
 
 from fastmcp.tools import ToolResult
 from mcp_types import ImageContent, TextContent
 
+from engines.outputs import output_files
 from storage.objects import ObjectStore, StorageError
 
 INLINE_MAX_BYTES = 256 * 1024
 
 
-def _outputs(value: Any) -> Iterator[dict[str, Any]]:
-    if isinstance(value, dict):
-        if {"url", "key", "content_type", "bytes"} <= value.keys():
-            yield value
-        for item in value.values():
-            yield from _outputs(item)
-    elif isinstance(value, list):
-        for item in value:
-            yield from _outputs(item)
-
-
-async def with_inline_images(result: dict[str, Any], objects: ObjectStore | None) -> ToolResult:
+async def with_inline_images(result: dict[str, Any], objects: ObjectStore) -> ToolResult:
     content: list[TextContent | ImageContent] = [TextContent(type="text", text=json.dumps(result))]
-    for output in _outputs(result) if objects is not None else ():
+    for output in output_files(result):
         if str(output["content_type"]).startswith("image/") and int(output["bytes"]) <= INLINE_MAX_BYTES:
             try:
                 data, content_type = await objects.get(output["key"])

@@ -1,21 +1,15 @@
 """Take the gateway's port before anything slow starts.
 
-uvicorn binds only after the app's lifespan, and ours starts Ray and deploys
-every algorithm (a minute on a small machine): a port already taken cost that
-minute and then a bare "address already in use", and a port picked as free
-could be taken meanwhile. Binding first fails at once, says what to change,
-and holds the port from then on.
+A port already taken fails at once (exit 2, with what to change) before anything
+starts, and a port picked as free cannot be taken (say, by a Serve replica's
+gRPC server) between picking and serving: the gateway holds it from then on.
 """
 
 from __future__ import annotations
 
 import socket
 
-from engines.errors import AlgoError
-
-
-class CannotListen(AlgoError):
-    code = "cannot_listen"
+from engines.errors import CannotListen
 
 
 def listening_socket(host: str, port: int) -> socket.socket:

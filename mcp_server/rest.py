@@ -1,4 +1,4 @@
-"""The seed Ray Service's REST API (``POST /invoke/{name}``, ``/healthz``) with OpenAPI at ``/docs``.
+"""The seed Ray Service's REST API (``POST /invoke/{name}``, tasks, ``/healthz``) with OpenAPI at ``/docs``.
 
 One typed route per algorithm, so ``/docs`` shows each body and answer
 schema; errors use the same wording and codes as the MCP tools.
@@ -16,13 +16,14 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse
 
-from engines import deploy
-from engines.client import AlgorithmClient
+from engines.algorithms.registry import Entry
+from engines.algorithms.validation import describe
+from engines.calls import Calls
 from engines.errors import AlgoError, UnknownAlgorithm, ValidationFailed
-from engines.registry import Entry
-from engines.task_queue import TASK_ID_MAX_LENGTH, TASK_ID_PATTERN, TaskQueue, TaskRef
-from engines.validation import describe
+from engines.runtime import Runtime
+from engines.tasks.queue import TASK_ID_MAX_LENGTH, TASK_ID_PATTERN
 from mcp_server.errors import http_error
+from mcp_server.tools import TaskRef
 
 
 async def _until_disconnected(request: Request) -> None:
@@ -43,9 +44,9 @@ async def _unless_disconnected(request: Request, work: Any) -> Any:
     return await call
 
 
-def _invoke_route(client: AlgorithmClient, entry: Entry):
+def _invoke_route(calls: Calls, entry: Entry):
     async def invoke(request: Request, body: Any) -> Any:
-        return await _unless_disconnected(request, client.call(entry, body))
+        return await _unless_disconnected(request, calls.invoke(entry.name, body))
 
     invoke.__signature__ = inspect.Signature([
         inspect.Parameter("request", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Request),
@@ -78,11 +79,10 @@ def _body_problems(err: RequestValidationError) -> list[str]:
     return problems + describe(fields)
 
 
-def rest_app(queue: TaskQueue) -> FastAPI:
+def rest_app(runtime: Runtime) -> FastAPI:
     app = FastAPI(title="algo-mcp", summary="Registered algorithms over REST (the Ray Service API)",
                   docs_url="/docs", redoc_url=None)
-    client = queue.client
-    registry = client.registry
+    registry, calls, tasks = runtime.registry, runtime.calls, runtime.tasks
 
     @app.exception_handler(AlgoError)
     async def _algo_error(request: Request, err: AlgoError) -> JSONResponse:
@@ -104,7 +104,7 @@ def rest_app(queue: TaskQueue) -> FastAPI:
                  summary=entry.spec.description or None,
                  response_model=None, responses={200: {"model": entry.cls.Output},
                                                  429: {"description": "busy, retry after"}},
-                 )(_invoke_route(client, entry))
+                 )(_invoke_route(calls, entry))
 
     @app.post("/invoke/{name}", tags=["invoke"], include_in_schema=False)
     async def unknown(name: str) -> JSONResponse:
@@ -112,26 +112,21 @@ def rest_app(queue: TaskQueue) -> FastAPI:
 
     @app.post("/tasks/{name}", tags=["tasks"], summary="submit a long job; answers at once")
     async def submit_task(name: str, body: TaskSubmission) -> JSONResponse:
-        record = await queue.submit(name, body.input, callback_url=body.callback_url)
+        record = await tasks.submit(name, body.input, callback_url=body.callback_url)
         return JSONResponse(TaskRef.of(record).model_dump(), status_code=202)
 
     @app.get("/tasks/{task_id}", tags=["tasks"], summary="a task's record")
     async def get_task(task_id: TaskIdPath) -> dict[str, Any]:
-        return (await queue.get(task_id)).public()
+        return (await tasks.get(task_id)).public()
 
     @app.delete("/tasks/{task_id}", tags=["tasks"], summary="cancel a queued or running task")
     async def cancel_task(task_id: TaskIdPath) -> dict[str, Any]:
-        return (await queue.cancel(task_id)).public()
+        return (await tasks.cancel(task_id)).public()
 
-    @app.get("/healthz", tags=["health"], summary="per-algorithm readiness and live workers")
+    @app.get("/healthz", tags=["health"], summary="readiness of every part, live workers")
     async def healthz() -> JSONResponse:
-        algorithms = await asyncio.to_thread(deploy.readiness, registry, queue.config)
-        ready = all(a["status"] == "RUNNING" for a in algorithms.values())
-        try:
-            workers = await queue.store.live_workers()
-        except Exception:  # Redis down: say so rather than fail the probe
-            workers, ready = [], False
-        return JSONResponse({"status": "ok" if ready else "degraded", "algorithms": algorithms,
-                             "workers": workers}, status_code=200 if ready else 503)
+        """``starting`` (503) until start-up is over; then ``ok`` (200) or ``degraded`` (503)."""
+        body = await runtime.health()
+        return JSONResponse(body, status_code=200 if body["status"] == "ok" else 503)
 
     return app

@@ -3,26 +3,48 @@
 Each tool publishes its algorithm's pydantic input and output schemas
 verbatim (descriptions, examples, limits) and validates arguments itself, so a
 bad call is an error naming the field and the rule before anything reaches
-Ray. The entry's ``mode`` decides the answer: the result (sync), a task
-reference at once (async), or the result if it is ready within the sync
-budget and a task reference otherwise (auto). Tools are served from a dict so
-a call costs the same with 5 or 500 algorithms registered.
+Ray. The entry's ``mode`` decides the answer (``engines.calls``): the result
+(sync), a task reference at once (async), or the result if it is ready within
+the sync budget and a task reference otherwise (auto). Tools are served from a
+dict so a call costs the same with 5 or 500 algorithms registered.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
+from fastmcp.resources import ResourceTemplate
+from fastmcp.server.dependencies import get_context
 from fastmcp.server.providers import Provider
 from fastmcp.tools import Tool, ToolResult
 from mcp_types import ToolAnnotations
-from pydantic import PrivateAttr, TypeAdapter
+from pydantic import BaseModel, Field, PrivateAttr, TypeAdapter
 
+from engines.algorithms.registry import Entry, Registry
+from engines.calls import Answered, Calls
 from engines.errors import AlgoError
-from engines.registry import Entry
-from engines.task_queue import TaskQueue, TaskRef, outcome
+from engines.readiness import Progress
 from mcp_server.errors import tool_error
 from mcp_server.inline_media import with_inline_images
+from storage import TaskRecord
+from storage.objects import ObjectStore
+
+POLL_AFTER_S = 2.0
+
+
+class TaskRef(BaseModel):
+    """What a long job returns at once: where to follow it."""
+
+    task_id: str = Field(description="the task's id")
+    status: str = Field(description="queued, running, succeeded, failed or cancelled")
+    resource: str = Field(description="MCP resource with the task record, task://<id>")
+    poll_after_s: float = Field(description="a sensible delay before asking again (or call wait_task)")
+
+    @classmethod
+    def of(cls, record: TaskRecord) -> TaskRef:
+        return cls(task_id=record.task_id, status=record.status.value,
+                   resource=f"task://{record.task_id}", poll_after_s=POLL_AFTER_S)
 
 
 def _output_schema(entry: Entry) -> dict[str, Any]:
@@ -34,14 +56,28 @@ def _output_schema(entry: Entry) -> dict[str, Any]:
     return {"type": "object", **TypeAdapter(output | TaskRef).json_schema()}
 
 
-class AlgorithmTool(Tool):
-    """An MCP tool that proxies into one algorithm's Serve deployment (or its task queue)."""
+def progress_notifier() -> Progress | None:
+    """Progress notifications for the current call (sent only if the client asked, with a token)."""
+    try:
+        ctx = get_context()
+    except RuntimeError:
+        return None
+    began = time.monotonic()
 
-    _queue: TaskQueue = PrivateAttr()
-    _entry: Entry = PrivateAttr()
+    async def notify(message: str) -> None:
+        await ctx.report_progress(round(time.monotonic() - began, 3), None, message)  # seconds waited: increasing
+
+    return notify
+
+
+class AlgorithmTool(Tool):
+    """An MCP tool that runs one algorithm (``engines.calls``)."""
+
+    _calls: Calls = PrivateAttr()
+    _objects: ObjectStore = PrivateAttr()
 
     @classmethod
-    def from_entry(cls, entry: Entry, queue: TaskQueue) -> AlgorithmTool:
+    def from_entry(cls, entry: Entry, calls: Calls, objects: ObjectStore) -> AlgorithmTool:
         algo = entry.cls
         tool = cls(
             name=entry.name,
@@ -54,33 +90,26 @@ class AlgorithmTool(Tool):
                 open_world_hint=entry.spec.kind == "external",
             ),
         )
-        tool._queue, tool._entry = queue, entry
+        tool._calls, tool._objects = calls, objects
         return tool
 
     async def run(self, arguments: dict[str, Any]) -> ToolResult:
         try:
-            return await with_inline_images(await self._answer(arguments), self._queue.objects)
+            answer = await self._calls.run(self.name, arguments, progress_notifier())
         except AlgoError as err:
             return tool_error(err)
-
-    async def _answer(self, arguments: dict[str, Any]) -> dict[str, Any]:
-        queue, mode = self._queue, self._entry.spec.mode
-        if mode == "sync":
-            return await queue.client.invoke(self.name, arguments)
-        record = await queue.submit(self.name, arguments)
-        if mode == "auto":
-            record = await queue.wait(record.task_id, queue.settings.sync_budget_s)
-            if record.terminal:
-                return outcome(record)
-        return TaskRef.of(record).model_dump()
+        result = answer.result if isinstance(answer, Answered) else TaskRef.of(answer.record).model_dump()
+        return await with_inline_images(result, self._objects)
 
 
-class ToolTable(Provider):
-    """Tools by name: O(1) lookup where FastMCP's default provider scans every tool per call."""
+class ComponentTable(Provider):
+    """Every tool and resource template of the gateway, by name: O(1) lookup where FastMCP's
+    default provider scans every tool per call."""
 
-    def __init__(self, tools: list[Tool]) -> None:
+    def __init__(self, tools: list[Tool], templates: list[ResourceTemplate]) -> None:
         super().__init__()
         self._tools = {t.name: t for t in tools}
+        self._templates = templates
 
     async def _list_tools(self) -> list[Tool]:
         return list(self._tools.values())
@@ -88,10 +117,13 @@ class ToolTable(Provider):
     async def _get_tool(self, name: str, version: Any = None) -> Tool | None:
         return self._tools.get(name)
 
+    async def _list_resource_templates(self) -> list[ResourceTemplate]:
+        return self._templates
+
     def input_schema(self, name: str) -> dict[str, Any] | None:
         tool = self._tools.get(name)
         return tool.parameters if tool else None
 
 
-def algorithm_tools(queue: TaskQueue) -> ToolTable:
-    return ToolTable([AlgorithmTool.from_entry(e, queue) for e in queue.client.registry])
+def algorithm_tools(registry: Registry, calls: Calls, objects: ObjectStore) -> list[Tool]:
+    return [AlgorithmTool.from_entry(entry, calls, objects) for entry in registry]

@@ -18,7 +18,7 @@ def redis_pool(url: str, *, max_connections: int = MAX_CONNECTIONS,
 
     The pool blocks when all ``max_connections`` are busy (a burst of
     submissions waits its turn instead of failing), for at most
-    ``connection_wait_s``. Blocking commands (claim_next, wait, watch) each hold
+    ``connection_wait_s``. Blocking commands (claim, wait, watch) each hold
     a connection while they wait, so size it for the waiters too. No socket read
     timeout, since those commands block on purpose. Close it with ``await client.aclose()``.
     """

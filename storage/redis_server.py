@@ -3,12 +3,11 @@
 It is the default when no ``REDIS_URL`` is set, and what the tests use: a real
 server over TCP on a free loopback port. Data is an append-only file in the
 given directory, so a server started again on the same directory finds every
-task it had; :func:`supervise` does that, on the same port, when it dies.
+task it had; :meth:`EmbeddedRedis.revive` does that, on the same port, when it died.
 """
 
 from __future__ import annotations
 
-import asyncio
 import atexit
 import contextlib
 import logging
@@ -98,7 +97,7 @@ class EmbeddedRedis:
     def died(self) -> bool:
         """Started here, and its process has gone since (the OOM killer, a crash)."""
         pid = _read_pid(self.data_dir / _PIDFILE)
-        return self._server is not None and (pid is None or not _alive(pid))
+        return self._server is not None and (pid is None or not pid_alive(pid))
 
     def revive(self) -> str:
         """Start it again after it died: the same port, so clients reconnect to the same URL, and
@@ -129,7 +128,8 @@ def _read_pid(path: Path) -> int | None:
         return None
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """The process runs (a zombie, exited but not yet reaped, does not count)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -166,30 +166,17 @@ def _stop_orphan_or_refuse(data_dir: Path) -> None:
     """A server left running still owns the directory: stop it if its starter died (a crashed
     gateway; SIGTERM makes it flush its file first), else refuse to start a second one."""
     pid = _read_pid(data_dir / _PIDFILE)
-    if pid is None or not _alive(pid):
+    if pid is None or not pid_alive(pid):
         return
     cmdline = Path(f"/proc/{pid}/cmdline")
     if cmdline.exists() and b"valkey-server" not in cmdline.read_bytes():
         return  # the pid was reused by an unrelated process
     owner = _read_pid(data_dir / _OWNERFILE)
-    if owner is None or _alive(owner):
+    if owner is None or pid_alive(owner):
         raise DataDirInUse(f"{data_dir} is in use by valkey-server pid {pid}; stop it or use another data dir")
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + _ORPHAN_STOP_S
-    while _alive(pid) and time.monotonic() < deadline:
+    while pid_alive(pid) and time.monotonic() < deadline:
         time.sleep(0.05)
-    if _alive(pid):
+    if pid_alive(pid):
         os.kill(pid, signal.SIGKILL)
-
-
-async def supervise(server: EmbeddedRedis, interval_s: float = 1.0) -> None:
-    """Bring ``server`` back whenever its process dies, until cancelled: without it every task
-    call would fail until the gateway restarted."""
-    while True:
-        await asyncio.sleep(interval_s)
-        if server.died:
-            log.warning("redis: the bundled server at %s died; starting it again", server.data_dir)
-            try:
-                await asyncio.to_thread(server.revive)
-            except Exception:
-                log.exception("redis: starting the bundled server again failed; will retry")

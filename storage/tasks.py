@@ -1,4 +1,4 @@
-"""Long jobs in Redis: records, the work queue, cancellation, waiting, heartbeats.
+"""Long jobs in Redis: records, the work queue, cancellation, waiting.
 
 Shaped like arq: a ``TaskStatus`` enum, a ``TaskRecord`` dataclass and one
 ``TaskStore`` that is the only code issuing Redis commands for tasks. The key
@@ -16,7 +16,6 @@ because the algorithm's replica died (:meth:`TaskStore.retry`); past
 from __future__ import annotations
 
 import asyncio
-import builtins
 import json
 import math
 import time
@@ -112,7 +111,7 @@ class TaskRecord:
 
 
 class TaskStore:
-    """Every Redis operation on tasks and worker heartbeats.
+    """Every Redis operation on tasks (heartbeats are ``storage.heartbeats``).
 
     ``redis`` must decode responses (``storage.connections.redis_pool`` does);
     the store does not own it and never closes it.
@@ -240,7 +239,7 @@ class TaskStore:
     # -- workers ---------------------------------------------------------
 
     async def claim(self, worker_id: str, count: int = 1, block_ms: int = 5000,
-                    held: Collection[str] = ()) -> builtins.list[TaskRecord]:
+                    held: Collection[str] = ()) -> list[TaskRecord]:
         """Up to ``count`` tasks for this worker, each marked running: stale claims taken over first.
 
         Waits up to ``block_ms`` for new messages (0: not at all); the claims go
@@ -277,11 +276,6 @@ class TaskStore:
             if records or not deliveries or time.monotonic() >= deadline:
                 return records
 
-    async def claim_next(self, worker_id: str, block_ms: int = 5000) -> TaskRecord | None:
-        """One task, as :meth:`claim` with ``count=1``; None when none came within ``block_ms``."""
-        records = await self.claim(worker_id, 1, block_ms)
-        return records[0] if records else None
-
     async def set_progress(self, task_id: str, fraction: float, message: str | None = None) -> bool:
         """Record progress (clamped to 0..1); False means the task has ended (e.g. was cancelled): stop."""
         if not math.isfinite(fraction):
@@ -309,13 +303,13 @@ class TaskStore:
         error_json = "" if error is None else dumps(error_dict(error))
         return await self._on_task(self._finish, task_id, status.value, result_json, error_json) == 1
 
-    async def ended(self, task_ids: Iterable[str]) -> builtins.list[str]:
+    async def ended(self, task_ids: Iterable[str]) -> list[str]:
         """Those of ``task_ids`` no longer queued or running (ended, or expired and gone).
 
         A worker asks this now and then about the tasks it runs: cancellations
         reach it by pub/sub, which does not replay what it missed while disconnected.
         """
-        ids = builtins.list(task_ids)
+        ids = list(task_ids)
         statuses = await asyncio.gather(*(self._batch.command("HGET", self.keys.task(t), "status") for t in ids))
         return [t for t, status in zip(ids, statuses, strict=True) if status is None or TaskStatus(status).terminal]
 
@@ -334,34 +328,23 @@ class TaskStore:
     async def renew_leases(self, worker_id: str, message_ids: Iterable[str]) -> int:
         """Keep the claims of the tasks this worker still runs (their ``message_id``) from going
         stale; call it well within ``visibility_timeout_s``. Returns how many were renewed."""
-        ids = builtins.list(message_ids)
+        ids = list(message_ids)
         if not ids:
             return 0
         return int(await self._renew(keys=[self.keys.stream], args=[self.keys.group, worker_id, *ids]))
 
-    async def beat(self, worker_id: str, info: Mapping[str, Any], ttl_s: float) -> None:
-        """Say this worker is alive for ``ttl_s`` more seconds."""
-        data = {**info, "worker_id": worker_id, "beat_at": time.time()}
-        await self.redis.set(self.keys.heartbeat(worker_id), dumps(data), px=max(1, int(ttl_s * 1000)))
-
-    async def live_workers(self) -> builtins.list[dict[str, Any]]:
-        keys = [k async for k in self.redis.scan_iter(match=self.keys.heartbeat_pattern, count=500)]
-        values = await self.redis.mget(keys) if keys else []
-        workers = [json.loads(v) for v in values if v]
-        return sorted(workers, key=lambda w: str(w.get("worker_id")))
-
     # -- listing ---------------------------------------------------------
 
-    async def list(
+    async def recent(
         self, status: TaskStatus | str | None = None, algorithm: str | None = None, limit: int = 50
-    ) -> builtins.list[TaskRecord]:
+    ) -> list[TaskRecord]:
         """Newest tasks first, read from the submission stream (no second index to keep in step).
 
         Entries whose record has expired are skipped; at most ``LIST_SCAN_LIMIT``
         entries are scanned, so a rare status deep in history may be missed.
         """
         wanted = TaskStatus(status) if status is not None else None
-        found: builtins.list[TaskRecord] = []
+        found: list[TaskRecord] = []
         before, scanned, page = "+", 0, max(limit * 2, 100)
         while len(found) < limit and scanned < LIST_SCAN_LIMIT:
             entries = await self.redis.xrevrange(self.keys.stream, max=before, count=page)
@@ -381,10 +364,10 @@ class TaskStore:
 
     # -- internals -------------------------------------------------------
 
-    def _task_keys(self, task_id: str) -> builtins.list[str]:
+    def _task_keys(self, task_id: str) -> list[str]:
         return [self.keys.task(task_id), self.keys.stream, self.keys.done(task_id)]
 
-    def _task_args(self, task_id: str) -> builtins.list[str]:
+    def _task_args(self, task_id: str) -> list[str]:
         return [self.keys.group, str(self.task_ttl_s), self.keys.events(task_id)]
 
     async def _on_task(self, script: AsyncScript, task_id: str, *args: str) -> Any:
@@ -402,7 +385,7 @@ class TaskStore:
                 raise
         self._group_ready = True
 
-    async def _reclaim_stale(self, worker_id: str, count: int) -> builtins.list[tuple[str, str | None]]:
+    async def _reclaim_stale(self, worker_id: str, count: int) -> list[tuple[str, str | None]]:
         """Take over stale claims; after finding none, look again only a while later (a claim
         goes stale in ``visibility_timeout_s``, so checking before every claim is waste)."""
         now = time.monotonic()
@@ -418,10 +401,10 @@ class TaskStore:
             self._next_reclaim = now + min(1.0, self.visibility_timeout_s / 4)
         return found
 
-    async def _read_new(self, worker_id: str, count: int, wait_ms: int) -> builtins.list[tuple[str, str | None]]:
+    async def _read_new(self, worker_id: str, count: int, wait_ms: int) -> list[tuple[str, str | None]]:
         reply = await self.redis.xreadgroup(
             self.keys.group, worker_id, {self.keys.stream: ">"}, count=count, block=wait_ms if wait_ms > 0 else None
         )
         if isinstance(reply, dict):  # RESP3 shape
-            reply = builtins.list(reply.items())
+            reply = list(reply.items())
         return [m for _stream, entries in reply or [] for m in messages(entries)]

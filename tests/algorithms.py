@@ -157,3 +157,40 @@ class MediaProbe(Algorithm):
                 seen[name] = {"content_type": m.content_type, "size": size, "original": m.info.model_dump(),
                               "frames": [Image.open(io.BytesIO(f)).size for f in m.frames]}
         return ProbeOutput(seen=seen)
+
+
+class SlowStartInput(BaseModel):
+    text: str = Field(description="sent back")
+
+
+class SlowStart(Algorithm):
+    """A model that takes a while to load (not registered here: the start-up tests name it)."""
+
+    Input = SlowStartInput
+    Output = SlowStartInput
+
+    async def setup(self) -> None:
+        await asyncio.sleep(float(os.environ.get("TEST_SLOW_START_S", "8")))
+
+    async def predict(self, inp: SlowStartInput) -> SlowStartInput:
+        return inp
+
+
+class PngInput(BaseModel):
+    size: int = Field(16, ge=1, le=512, description="side of the square image, in pixels")
+
+
+class PngOutput(BaseModel):
+    image: dict = Field(description="the stored image: {url, key, content_type, bytes}")
+
+
+class MakePng(Algorithm):
+    """Store a small PNG as an output and answer with its link (not registered here: tests name it)."""
+
+    Input = PngInput
+    Output = PngOutput
+
+    async def predict(self, inp: PngInput) -> PngOutput:
+        out = io.BytesIO()
+        Image.new("RGB", (inp.size, inp.size), (20, 120, 240)).save(out, format="PNG")
+        return PngOutput(image=await self.save_output("square.png", out.getvalue(), "image/png"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+from uuid import uuid4
 
 import pytest
 
@@ -19,7 +20,7 @@ def dot(a: list[float], b: list[float]) -> float:
 
 
 async def embed(server: Running, texts: list[str]) -> dict:
-    return await server.gateway.client.invoke("text-embedding", {"texts": texts})
+    return await server.gateway.runtime.calls.invoke("text-embedding", {"texts": texts})
 
 
 async def test_embeddings_are_normalised_and_capture_meaning(server: Running):
@@ -52,10 +53,10 @@ async def test_sentiment_speaks_the_hugging_face_protocol(server: Running, senti
 
 
 async def test_sentiment_retries_rate_limits(server: Running, sentiment_api: SentimentAPI):
-    before = len(sentiment_api.seen)
-    out = await server.gateway.client.invoke("external-sentiment", {"text": "FLAKY but good"})
+    text = f"FLAKY but good {uuid4().hex}"
+    out = await server.gateway.runtime.calls.invoke("external-sentiment", {"text": text})
     assert out["label"] == "POSITIVE"
-    assert len(sentiment_api.seen) - before == 3  # two 429s, then the answer
+    assert sum(r["body"] == {"inputs": text} for r in sentiment_api.seen) == 3  # two 429s, then the answer
 
 
 async def test_upstream_errors_never_carry_the_key(server: Running, sentiment_api: SentimentAPI):
@@ -68,13 +69,13 @@ async def test_upstream_errors_never_carry_the_key(server: Running, sentiment_ap
 
 async def test_an_oversized_upstream_answer_is_refused_not_read_whole(server: Running):
     with pytest.raises(UpstreamFailed, match=r"HFSentiment: answered with more than 8388608 bytes"):
-        await server.gateway.client.invoke("external-sentiment", {"text": "HUGE"})
-    assert (await server.gateway.client.invoke("external-sentiment", {"text": "good"}))["label"] == "POSITIVE"
+        await server.gateway.runtime.calls.invoke("external-sentiment", {"text": "HUGE"})
+    assert (await server.gateway.runtime.calls.invoke("external-sentiment", {"text": "good"}))["label"] == "POSITIVE"
 
 
 def test_a_model_loaded_outside_ray_picks_the_cpu_without_starting_ray():
     """Scripts and benches load models directly; asking Ray for GPUs must not start a cluster."""
-    probe = ("import ray; from engines.torch_device import pick_device; "
+    probe = ("import ray; from engines.builtin._device import pick_device; "
              "print(pick_device(), ray.is_initialized())")
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True)
     assert done.stdout.split() == ["cpu", "False"]

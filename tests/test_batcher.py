@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from engines.batcher import Batcher
+from engines.serving.batcher import Batcher
 from tests.polling import poll
 
 

@@ -31,7 +31,7 @@ def data_uri(data: bytes, mime: str = "image/png") -> str:
 
 
 async def classify(server: Running, image: str, top_k: int = 5) -> dict:
-    return await server.gateway.client.invoke("image-classify", {"image": image, "top_k": top_k})
+    return await server.gateway.runtime.calls.invoke("image-classify", {"image": image, "top_k": top_k})
 
 
 async def test_a_striped_image_looks_like_stripes(server: Running):
@@ -77,8 +77,8 @@ async def test_bad_sources_are_refused_naming_the_field(server: Running, image: 
     (data_uri(b"GIF89a" + b"\xff" * 64, "image/gif"), "image: not a readable image"),
 ])
 async def test_a_hostile_image_in_a_task_fails_it_cleanly(server: Running, image: str, problem: str):
-    record = await server.gateway.queue.submit("image-classify", {"image": image})
-    final = await server.gateway.queue.wait(record.task_id, 60)
+    record = await server.gateway.runtime.tasks.submit("image-classify", {"image": image})
+    final = await server.gateway.runtime.tasks.wait(record.task_id, 60)
     assert final.status is TaskStatus.FAILED and final.attempts == 1
     assert final.error is not None and problem in final.error["message"]
 

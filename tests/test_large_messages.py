@@ -38,13 +38,13 @@ async def test_an_image_past_serves_default_message_limit_is_classified(server: 
 
 
 async def test_a_task_with_an_image_past_serves_default_message_limit_succeeds(server: Running, big_image: str):
-    task = await server.gateway.queue.submit("image-classify", {"image": big_image, "top_k": 1})
-    ended = await server.gateway.queue.store.wait(task.task_id, 120)
+    task = await server.gateway.runtime.tasks.submit("image-classify", {"image": big_image, "top_k": 1})
+    ended = await (await server.gateway.runtime.tasks.store()).wait(task.task_id, 120)
     assert ended is not None and ended.status is TaskStatus.SUCCEEDED, ended
     assert len(ended.result["labels"]) == 1
 
 
 async def test_a_result_past_serves_default_message_limit_comes_back_whole(server: Running):
     size = SERVE_DEFAULT_LIMIT + 1_000_000
-    result = await server.gateway.client.invoke("test-blob", {"size": size})
+    result = await server.gateway.runtime.calls.invoke("test-blob", {"size": size})
     assert len(result["blob"]) == size

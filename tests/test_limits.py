@@ -7,11 +7,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-import ray
 
-from engines.deploy import check_resources
-from engines.errors import Busy, NotConfigured, TimedOut
-from engines.registry import AlgorithmSpec, Entry, Registry
+from engines.algorithms.registry import AlgorithmSpec, Entry
+from engines.errors import Busy, TimedOut
+from engines.serving.deploy import AlgorithmApp, unfit
+from engines.settings import Settings
 from tests.algorithms import Sleep
 from tests.conftest import Running, poll
 from tests.mcp_clients import http_session
@@ -25,7 +25,7 @@ async def occupy_the_slot(server: Running, tmp_path: Path, seconds: float) -> as
     """Start a test-sleep call and wait until the replica runs it (its only slot)."""
     marker = tmp_path / "running"
     running = asyncio.create_task(
-        server.gateway.client.invoke("test-sleep", {"seconds": seconds, "marker": str(marker)}))
+        server.gateway.runtime.calls.invoke("test-sleep", {"seconds": seconds, "marker": str(marker)}))
     await poll(marked(marker, "started"))
     return running
 
@@ -36,7 +36,7 @@ async def test_past_max_concurrency_and_max_queued_callers_are_told_busy_at_once
 
     async def call() -> tuple[object, bool]:
         try:
-            return await server.gateway.client.invoke("test-sleep", {"seconds": 0}), running.done()
+            return await server.gateway.runtime.calls.invoke("test-sleep", {"seconds": 0}), running.done()
         except Busy as busy:
             return busy, running.done()
 
@@ -70,7 +70,7 @@ async def test_an_mcp_cancel_reaches_the_replica(server: Running, tmp_path: Path
         with pytest.raises(asyncio.CancelledError):
             await call
     assert await poll(marked(marker, "cancelled"), timeout_s=20)
-    assert (await server.gateway.client.invoke("test-sleep", {"seconds": 0})) == {"slept": 0}
+    assert (await server.gateway.runtime.calls.invoke("test-sleep", {"seconds": 0})) == {"slept": 0}
 
 
 async def test_a_rest_client_that_goes_away_cancels_the_replica(server: Running, tmp_path: Path):
@@ -84,20 +84,25 @@ async def test_a_rest_client_that_goes_away_cancels_the_replica(server: Running,
 async def test_timeout_s_ends_the_call_and_the_replica_work(server: Running, tmp_path: Path):
     marker = tmp_path / "timed-out"
     with pytest.raises(TimedOut, match=r"test-timeout timed out after 0\.5 s"):
-        await server.gateway.client.invoke("test-timeout", {"seconds": 30, "marker": str(marker)})
+        await server.gateway.runtime.calls.invoke("test-timeout", {"seconds": 30, "marker": str(marker)})
     assert await poll(marked(marker, "cancelled"), timeout_s=20)
 
 
-async def test_asking_for_gpus_the_cluster_lacks_fails_fast(server: Running):
-    assert ray.cluster_resources().get("GPU", 0) == 0
-    spec = AlgorithmSpec(name="needs-gpu", kind="local", target="tests.algorithms:Sleep", num_gpus=0.5)
-    with pytest.raises(NotConfigured, match=r"needs-gpu: num_gpus 0\.5 asked for, but the Ray cluster has 0 GPU"):
-        check_resources(Registry([Entry(spec, Sleep)]))
+def app(**spec: object) -> AlgorithmApp:
+    entry = Entry(AlgorithmSpec(kind="local", target="tests.algorithms:Sleep", **spec), Sleep, Sleep.Config())
+    return AlgorithmApp(entry, Settings(_env_file=None))
 
 
-async def test_a_registry_asking_for_more_cpus_than_the_cluster_has_fails_fast(server: Running):
-    cpus = ray.cluster_resources()["CPU"]
-    spec = AlgorithmSpec(name="greedy", kind="local", target="tests.algorithms:Sleep", num_cpus=cpus / 2,
-                         num_workers=3, max_concurrency=3)
-    with pytest.raises(NotConfigured, match=r"the registry asks for .* CPUs in all"):
-        check_resources(Registry([Entry(spec, Sleep)]))
+def test_asking_for_gpus_the_cluster_lacks_is_refused_with_what_to_change():
+    reasons = unfit([app(name="needs-gpu", num_gpus=0.5), app(name="fits")], {"CPU": 2.0})
+    assert reasons == {"needs-gpu": "num_gpus 0.5 asked for, but the Ray cluster has 0 GPU(s); set num_gpus: 0 "
+                                    "to run on CPU or add GPU nodes"}
+
+
+def test_applications_past_the_clusters_cpus_are_refused_and_those_before_them_placed():
+    apps = [app(name="first", num_cpus=1), app(name="greedy", num_cpus=1, num_workers=3, max_concurrency=3),
+            app(name="huge", num_cpus=8)]
+    reasons = unfit(apps, {"CPU": 2.0})
+    assert set(reasons) == {"greedy", "huge"}
+    assert reasons["greedy"].startswith("the applications ask for 4 CPUs in all by this one")
+    assert reasons["huge"] == "num_cpus 8 asked for, but the Ray cluster has 2 CPU(s)"

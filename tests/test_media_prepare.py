@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
+from engines.algorithms.registry import AlgorithmSpec, Registry
 from engines.errors import RegistryError, ValidationFailed
-from engines.registry import AlgorithmSpec, Registry
 from tests.conftest import Running
 from tests.test_media_image import make as make_image
 from tests.test_media_image import png_header
@@ -40,7 +40,7 @@ async def test_the_declared_image_prep_reaches_predict():
 
 
 async def test_the_deployed_replica_applies_its_registry_entrys_prep(server: Running):
-    out = await server.gateway.client.invoke("test-media-probe",
+    out = await server.gateway.runtime.calls.invoke("test-media-probe",
                                              {"image": data_uri(make_image("JPEG", (300, 200)), "image/jpeg")})
     assert out["seen"]["image"]["content_type"] == "image/webp" and out["seen"]["image"]["size"] == [32, 21]
 

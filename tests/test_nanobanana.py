@@ -34,7 +34,7 @@ async def test_an_image_is_generated_stored_and_returned_as_a_link_and_inline(
 
 
 async def test_provider_failures_end_the_task_with_the_reason(server: Running):
-    queue = server.gateway.queue
+    queue = server.gateway.runtime.tasks
     record = await queue.submit("nanobanana-image", {"prompt": "FAIL please"})
     final = await queue.wait(record.task_id, 45)
     assert final.status.value == "failed"
@@ -42,7 +42,7 @@ async def test_provider_failures_end_the_task_with_the_reason(server: Running):
 
 
 async def test_image_urls_must_be_public(server: Running):
-    queue = server.gateway.queue
+    queue = server.gateway.runtime.tasks
     record = await queue.submit("nanobanana-image", {"prompt": "edit", "image_urls": ["http://10.0.0.7/cat.png"]})
     final = await queue.wait(record.task_id, 45)
     assert final.status.value == "failed"

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from engines.algorithms.registry import AlgorithmSpec, Registry
 from engines.errors import RegistryError
-from engines.registry import AlgorithmSpec, Registry
 
 ROOT = Path(__file__).resolve().parents[1]
 ECHO = "engines.builtin.echo:Echo"

@@ -8,16 +8,18 @@ import time
 
 import pytest
 
+from engines.algorithms.config import AlgorithmConfig
+from engines.algorithms.registry import BatchSpec
 from engines.errors import ValidationFailed
-from engines.registry import BatchSpec
-from engines.replica import AlgorithmReplica
+from engines.serving.replica import AlgorithmReplica
 from tests.algorithms import Shout
 
 
 async def replica(target: str, batch: BatchSpec | None = None, prepare: dict | None = None):
+    """The deployment's class as Serve would build it (its ``__init__`` is async), in this process."""
     cls = AlgorithmReplica.func_or_class
     instance = cls.__new__(cls)
-    await instance.__init__(target, batch, "fingerprint", prepare)
+    await instance.__init__(target, batch, "fingerprint", prepare or {}, AlgorithmConfig())
     return instance
 
 

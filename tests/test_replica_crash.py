@@ -47,7 +47,7 @@ async def test_a_sync_call_whose_replica_dies_is_unavailable_then_served_by_a_ne
 
 
 async def test_a_task_whose_replica_dies_runs_again_and_succeeds(server: Running, tmp_path: Path):
-    store = server.gateway.queue.store
+    store = await server.gateway.runtime.tasks.store()
     marker = tmp_path / "crashed-once"
     task = await store.submit(CRASH, {"crash": True, "once_marker": str(marker)}, max_attempts=2)
     ended = await store.wait(task.task_id, WAIT_S)
@@ -57,7 +57,7 @@ async def test_a_task_whose_replica_dies_runs_again_and_succeeds(server: Running
 
 
 async def test_a_task_whose_replica_dies_on_its_last_attempt_fails_as_replica_lost(server: Running):
-    store = server.gateway.queue.store
+    store = await server.gateway.runtime.tasks.store()
     task = await store.submit(CRASH, {"crash": True}, max_attempts=1)
     ended = await store.wait(task.task_id, WAIT_S)
     assert ended is not None and ended.status is TaskStatus.FAILED and ended.attempts == 1

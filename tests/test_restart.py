@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 from ray import serve
 
-from engines.deploy import task_worker_app_name
+from engines.tasks.worker import worker_app_name
 from tests.conftest import Running, free_port, poll
 from tests.test_limits import marked
 
@@ -74,7 +74,7 @@ async def test_a_task_survives_a_killed_gateway(server: Running, settings, tmp_p
         await asyncio.wait_for(second.wait(), 60)
         # A gateway leaves its task worker on a shared cluster (queued tasks still finish); the
         # session's cluster has CPUs for one more only, so this test takes its own away.
-        queue = replace(server.gateway.queue.config, redis_url=f"redis://127.0.0.1:{first_port.strip()}/0")
-        worker = task_worker_app_name(queue)
+        queue = replace(server.gateway.runtime.tasks.config, redis_url=f"redis://127.0.0.1:{first_port.strip()}/0")
+        worker = worker_app_name(queue)
         assert worker in serve.status().applications
         await asyncio.to_thread(serve.delete, worker)

@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from engines import safe_url
 from engines.errors import ValidationFailed
-from engines.safe_address import ipv4_numeric, is_public
-from engines.safe_url import check_public_url, fetch_public, post_public
+from engines.net import safe_url
+from engines.net.safe_address import ipv4_numeric, is_public
+from engines.net.safe_url import check_public_url, fetch_public, post_public
 from tests.polling import poll
 
 PUBLIC_IP = "93.184.216.34"  # only ever handed to the code under test by a fake resolver; never connected to

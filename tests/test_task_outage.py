@@ -17,10 +17,12 @@ import pytest
 from ray import serve
 from redis.asyncio import Redis
 
-from engines import deploy
-from engines.registry import Registry
+from engines.config import StoreConfig
+from engines.readiness import Readiness
+from engines.serving import stores
+from engines.serving.deploy import deploy
 from engines.settings import Settings
-from engines.task_context import TaskQueueConfig
+from engines.tasks.worker import TaskWorkerApp, TaskWorkerConfig
 from storage import TaskRecord, TaskStatus, TaskStore, redis_pool
 from tests.conftest import Running, poll
 from tests.tcp_proxy import TcpProxy
@@ -44,15 +46,20 @@ async def worker(server: Running, settings: Settings) -> AsyncIterator[ProxiedWo
     target = urlsplit(settings.redis_url)
     proxy = TcpProxy(target.hostname or "127.0.0.1", target.port or 6379)
     await proxy.start()
-    queue = TaskQueueConfig(f"redis://127.0.0.1:{proxy.port}{target.path}", f"outage-{uuid4().hex[:8]}",
-                            server.gateway.queue.config.objects)  # type: ignore[union-attr]
+    queue = StoreConfig(f"redis://127.0.0.1:{proxy.port}{target.path}", f"outage-{uuid4().hex[:8]}",
+                        server.gateway.runtime.tasks.config.objects)  # type: ignore[union-attr]
+    app = TaskWorkerApp(TaskWorkerConfig.of(settings, queue), settings, phase="proxied worker")
+    readiness = Readiness()
+    readiness.add(app.phase, 30)
     redis = redis_pool(settings.redis_url)
     try:
-        await deploy.deploy_all(Registry([]), settings, queue)
+        await asyncio.to_thread(stores.register, queue)
+        await deploy([app], readiness)
+        assert readiness.is_ready(app.phase), readiness.report()
         yield ProxiedWorker(proxy, TaskStore(redis, prefix=queue.prefix), redis)
     finally:
         await proxy.cut()
-        await asyncio.to_thread(serve.delete, deploy.task_worker_app_name(queue))
+        await asyncio.to_thread(serve.delete, app.name)
         await redis.aclose()
 
 

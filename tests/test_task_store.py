@@ -23,8 +23,8 @@ from storage import (
     TaskStatus,
     TaskStore,
     redis_pool,
-    supervise,
 )
+from storage.heartbeats import Heartbeats
 from tests.polling import poll
 from tests.redis_fixture import (  # noqa: F401  (fixtures)
     StoreFactory,
@@ -45,10 +45,16 @@ async def pending(client: Redis, store: TaskStore) -> int:
     return (await client.xpending(store.keys.stream, store.keys.group))["pending"]
 
 
+async def claim_one(store: TaskStore, worker: str, block_ms: int) -> TaskRecord | None:
+    """One task for ``worker``, as a worker with one free slot claims it."""
+    records = await store.claim(worker, 1, block_ms=block_ms)
+    return records[0] if records else None
+
+
 async def start(store: TaskStore, worker: str, **submit: object) -> TaskRecord:
     """Submit a task and have ``worker`` claim (and so start) it."""
     record = await store.submit("echo", {"n": 1}, **submit)  # type: ignore[arg-type]
-    claimed = await store.claim_next(worker, block_ms=1000)
+    claimed = await claim_one(store, worker, block_ms=1000)
     assert claimed is not None and claimed.task_id == record.task_id
     return claimed
 
@@ -86,7 +92,7 @@ async def test_bad_submissions_are_refused_before_anything_is_stored(store: Task
         await store.submit("echo", {"x": object()})
     with pytest.raises(ValueError):
         await store.submit("echo", {"x": float("nan")})
-    assert await store.list() == []
+    assert await store.recent() == []
 
 
 async def test_a_client_that_does_not_decode_is_refused(redis_server: EmbeddedRedis):
@@ -101,10 +107,10 @@ async def test_a_client_that_does_not_decode_is_refused(redis_server: EmbeddedRe
 
 async def test_one_worker_claims_a_task_and_no_other_gets_it(store: TaskStore):
     record = await store.submit("echo", {})
-    claimed = await store.claim_next("w1", block_ms=1000)
+    claimed = await claim_one(store, "w1", block_ms=1000)
     assert claimed is not None and claimed.task_id == record.task_id
     assert claimed.attempts == 1 and claimed.worker_id == "w1" and claimed.status is TaskStatus.RUNNING
-    assert await store.claim_next("w2", block_ms=50) is None
+    assert await claim_one(store, "w2", block_ms=50) is None
     running = await store.get(record.task_id)
     assert running is not None and running.status is TaskStatus.RUNNING and running.started_at
     assert running.worker_id == "w1"
@@ -121,8 +127,8 @@ async def test_a_worker_claims_as_many_as_it_asks_for_in_one_go(store: TaskStore
 
 
 async def test_a_blocked_worker_wakes_for_a_new_submission(store: TaskStore):
-    await store.claim_next("w1", block_ms=0)  # creates the group; nothing to claim yet
-    claim = asyncio.create_task(store.claim_next("w1", block_ms=10_000))
+    await claim_one(store, "w1", block_ms=0)  # creates the group; nothing to claim yet
+    claim = asyncio.create_task(claim_one(store, "w1", block_ms=10_000))
     record = await store.submit("echo", {})
     claimed = await asyncio.wait_for(claim, 5)
     assert claimed is not None and claimed.task_id == record.task_id
@@ -132,7 +138,7 @@ async def test_workers_recover_when_the_stream_is_deleted_under_them(store: Task
     await store.submit("echo", {})
     await redis_client.delete(store.keys.stream)  # e.g. an operator's cleanup: the group goes with it
     record = await store.submit("echo", {})
-    claimed = await store.claim_next("w1", block_ms=1000)
+    claimed = await claim_one(store, "w1", block_ms=1000)
     assert claimed is not None and claimed.task_id == record.task_id
 
 
@@ -140,7 +146,7 @@ async def test_a_dead_workers_task_is_redelivered_after_the_visibility_timeout(m
                                                                                redis_client: Redis):
     store = make_store(visibility_timeout_s=FAST)
     record = await start(store, "doomed", max_attempts=3)  # ... and "doomed" never finishes it
-    again = await poll(lambda: store.claim_next("rescuer", block_ms=50))
+    again = await poll(lambda: claim_one(store, "rescuer", block_ms=50))
     assert again.task_id == record.task_id and again.attempts == 2 and again.worker_id == "rescuer"
     assert again.status is TaskStatus.RUNNING and again.started_at >= record.started_at  # type: ignore[operator]
     assert await store.finish(record.task_id, TaskStatus.SUCCEEDED, {"ok": True})
@@ -170,7 +176,7 @@ async def test_a_task_that_ended_is_not_started_again_in_place(store: TaskStore)
 
 async def _claimed_until_ended(store: TaskStore, task_id: str) -> TaskRecord | None:
     """Have another worker claim stale tasks once; the task's record if that ended it."""
-    assert await store.claim_next("rescuer", block_ms=50) is None  # never delivered again
+    assert await claim_one(store, "rescuer", block_ms=50) is None  # never delivered again
     record = await store.get(task_id)
     return record if record is not None and record.terminal else None
 
@@ -182,7 +188,7 @@ async def test_renewed_leases_keep_a_long_task_with_its_worker(make_store: Store
     window = time.monotonic() + 3 * visibility_s
     while time.monotonic() < window:  # three timeouts long, renewing well within each
         assert await store.renew_leases("slow", [record.message_id]) == 1  # type: ignore[list-item]
-        assert await store.claim_next("other", block_ms=50) is None
+        assert await claim_one(store, "other", block_ms=50) is None
     assert (await store.get(record.task_id)).worker_id == "slow"  # type: ignore[union-attr]
 
 
@@ -196,9 +202,9 @@ async def test_a_claim_whose_task_stopped_running_is_not_renewed(make_store: Sto
     redelivered = None
     while time.monotonic() < window and redelivered is None:
         assert await store.renew_leases("w1", [kept.message_id]) == 1  # type: ignore[list-item]
-        redelivered = await store.claim_next("w2", block_ms=50)
+        redelivered = await claim_one(store, "w2", block_ms=50)
     assert redelivered is not None and redelivered.task_id == lost.task_id and redelivered.attempts == 2
-    assert await store.claim_next("w2", block_ms=50) is None  # the kept one stayed with w1
+    assert await claim_one(store, "w2", block_ms=50) is None  # the kept one stayed with w1
     assert (await store.get(kept.task_id)).worker_id == "w1"  # type: ignore[union-attr]
 
 
@@ -218,7 +224,7 @@ async def test_a_worker_takes_back_its_own_stale_claim_without_starting_the_task
     record = await store.get(running.task_id)
     assert record is not None and record.status is TaskStatus.RUNNING
     assert record.attempts == 1 and record.worker_id == "w1"
-    assert await store.claim_next("w2", block_ms=50) is None  # taking it back renewed it
+    assert await claim_one(store, "w2", block_ms=50) is None  # taking it back renewed it
     assert await store.finish(running.task_id, TaskStatus.SUCCEEDED, {"ok": True})
 
 
@@ -226,7 +232,7 @@ async def test_a_task_whose_workers_keep_dying_fails_with_the_reason(make_store:
     store = make_store(visibility_timeout_s=FAST)
     record = await store.submit("echo", {}, max_attempts=2)
     for n, worker in enumerate(("w1", "w2"), start=1):
-        claimed = await poll(lambda w=worker: store.claim_next(w, block_ms=50))
+        claimed = await poll(lambda w=worker: claim_one(store, w, block_ms=50))
         assert claimed.attempts == n and claimed.status is TaskStatus.RUNNING  # then its worker dies
     failed = await poll(lambda: _claimed_until_ended(store, record.task_id), what="the task failed")
     assert failed.status is TaskStatus.FAILED and failed.attempts == 2
@@ -244,7 +250,7 @@ async def test_many_submissions_are_each_claimed_exactly_once(store: TaskStore, 
     async def consumer(worker: str) -> None:
         deadline = time.monotonic() + 60
         while sum(claims.values()) < total and time.monotonic() < deadline:
-            record = await store.claim_next(worker, block_ms=100)
+            record = await claim_one(store, worker, block_ms=100)
             if record is not None:
                 claims[record.task_id] += 1
                 assert await store.finish(record.task_id, "succeeded", record.payload)
@@ -254,9 +260,9 @@ async def test_many_submissions_are_each_claimed_exactly_once(store: TaskStore, 
     await asyncio.gather(*consumers)
     assert len({r.task_id for r in records}) == total
     assert set(claims) == {r.task_id for r in records} and set(claims.values()) == {1}
-    assert await store.claim_next("late", block_ms=50) is None
+    assert await claim_one(store, "late", block_ms=50) is None
     assert await pending(redis_client, store) == 0
-    done = await store.list(status="succeeded", limit=total)
+    done = await store.recent(status="succeeded", limit=total)
     assert len(done) == total and {r.attempts for r in done} == {1}
 
 
@@ -266,13 +272,13 @@ async def test_many_submissions_are_each_claimed_exactly_once(store: TaskStore, 
 async def test_a_task_cancelled_while_queued_is_never_started(store: TaskStore, redis_client: Redis):
     claimed_then_cancelled = await store.submit("echo", {})
     cancelled_unclaimed = await store.submit("echo", {})
-    claimed = await store.claim_next("w1", block_ms=1000)
+    claimed = await claim_one(store, "w1", block_ms=1000)
     assert claimed is not None and claimed.task_id == claimed_then_cancelled.task_id  # oldest first
     cancelled = await store.cancel(claimed_then_cancelled.task_id)
     assert cancelled is not None and cancelled.status is TaskStatus.CANCELLED
     assert not await store.finish(claimed_then_cancelled.task_id, "succeeded", {"late": True})
     assert await store.cancel(cancelled_unclaimed.task_id)
-    assert await store.claim_next("w2", block_ms=50) is None  # skipped, not run
+    assert await claim_one(store, "w2", block_ms=50) is None  # skipped, not run
     assert await pending(redis_client, store) == 0
     assert await store.cancel("no-such-task") is None
 
@@ -390,21 +396,22 @@ async def test_watch_yields_each_progress_update_then_the_end(store: TaskStore):
 async def test_list_is_newest_first_and_filters(store: TaskStore):
     old = [await store.submit("old", {"i": i}) for i in range(3)]
     await asyncio.gather(*(store.submit("new", {"i": i}) for i in range(150)))
-    assert [r.task_id for r in await store.list(algorithm="old")] == [r.task_id for r in reversed(old)]
+    assert [r.task_id for r in await store.recent(algorithm="old")] == [r.task_id for r in reversed(old)]
     await store.cancel(old[1].task_id)
-    assert [r.task_id for r in await store.list(status=TaskStatus.CANCELLED)] == [old[1].task_id]
-    newest = await store.list(limit=5)
+    assert [r.task_id for r in await store.recent(status=TaskStatus.CANCELLED)] == [old[1].task_id]
+    newest = await store.recent(limit=5)
     assert len(newest) == 5 and {r.algorithm for r in newest} == {"new"}
 
 
 async def test_a_worker_without_heartbeats_drops_out_of_the_live_list(store: TaskStore):
-    await store.beat("short-lived", {"algorithms": ["echo"]}, ttl_s=0.3)
-    await store.beat("steady", {"algorithms": ["echo"], "pid": 7}, ttl_s=30)
-    workers = {w["worker_id"]: w for w in await store.live_workers()}
+    heartbeats = Heartbeats(store.redis, prefix=store.keys.prefix)
+    await heartbeats.beat("short-lived", {"algorithms": ["echo"]}, ttl_s=0.3)
+    await heartbeats.beat("steady", {"algorithms": ["echo"], "pid": 7}, ttl_s=30)
+    workers = {w["worker_id"]: w for w in await heartbeats.live()}
     assert set(workers) == {"short-lived", "steady"} and workers["steady"]["pid"] == 7
 
     async def only_steady_left() -> bool:
-        return [w["worker_id"] for w in await store.live_workers()] == ["steady"]
+        return [w["worker_id"] for w in await heartbeats.live()] == ["steady"]
 
     await poll(only_steady_left)
 
@@ -428,7 +435,7 @@ async def test_tasks_survive_a_server_restart_on_the_same_data_dir(tmp_path):
         survivor = await store.get(running.task_id)
         assert survivor is not None and survivor.status is TaskStatus.RUNNING
         assert survivor.progress == 0.5 and survivor.progress_message == "half way"
-        claimed = await store.claim_next("w2", block_ms=1000)  # the queue survived too
+        claimed = await claim_one(store, "w2", block_ms=1000)  # the queue survived too
         assert claimed is not None and claimed.task_id == queued.task_id and claimed.payload == {"keep": "me"}
         await client.aclose()
     finally:
@@ -443,15 +450,16 @@ async def _blocked_on_blmove(client: Redis, count: int) -> bool:
     return sum(c.get("cmd") == "blmove" for c in await client.client_list()) >= count
 
 
-async def test_a_supervised_bundled_server_that_dies_comes_back_on_its_url_with_its_data(tmp_path: Path):
+async def test_a_bundled_server_that_died_is_revived_on_its_url_with_its_data(tmp_path: Path):
     server = EmbeddedRedis(tmp_path / "data", appendfsync="always")
     url = server.start()
-    watchdog = asyncio.create_task(supervise(server, interval_s=0.1))
     client = redis_pool(url)
     try:
         await client.set("kept", "yes")
         pid = int((server.data_dir / "valkey.pid").read_text())
         os.kill(pid, signal.SIGKILL)  # as the OOM killer would
+        await poll(lambda: server.died, what="the death noticed")
+        assert server.revive() == url  # what the local cluster's keeper does when it sees it
 
         async def read_back() -> str | None:
             with contextlib.suppress(*REDIS_UNREACHABLE):
@@ -459,9 +467,7 @@ async def test_a_supervised_bundled_server_that_dies_comes_back_on_its_url_with_
             return None
 
         assert await poll(read_back, what="the server came back") == "yes"
-        await poll(lambda: server.running, what="the supervisor done")
-        assert server.url == url and int((server.data_dir / "valkey.pid").read_text()) != pid
+        assert int((server.data_dir / "valkey.pid").read_text()) != pid
     finally:
-        watchdog.cancel()
         await client.aclose()
         server.stop()

@@ -9,6 +9,8 @@ import hmac
 import json
 import os
 import signal
+import sys
+from asyncio.subprocess import DEVNULL
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
@@ -17,15 +19,9 @@ import httpx
 import pytest
 from ray import serve
 
-from engines.client import AlgorithmClient
-from engines.deploy import task_worker_app_name
-from engines.errors import Unavailable
-from engines.registry import Registry
-from engines.settings import Settings
-from engines.task_queue import TaskQueue
-from mcp_server.rest import rest_app
+from engines.tasks.worker import worker_app_name
 from storage import TaskStatus
-from tests.conftest import CALLBACK_SECRET, Running, free_port, poll
+from tests.conftest import CALLBACK_SECRET, ROOT, Running, free_port, poll
 from tests.fake_apis import serving
 from tests.mcp_clients import http_session
 from tests.test_limits import marked
@@ -91,7 +87,7 @@ async def test_rest_submit_read_and_cancel(server: Running, tmp_path: Path):
 
 
 async def test_cancelling_a_queued_task_means_it_never_runs(server: Running, tmp_path: Path):
-    queue = server.gateway.queue
+    queue = server.gateway.runtime.tasks
     blockers = [await queue.submit("test-sleep", {"seconds": 3}) for _ in range(3)]
     marker = tmp_path / "never"
     queued = await queue.submit("test-sleep", {"seconds": 0, "marker": str(marker)})
@@ -121,7 +117,7 @@ def callback_receiver() -> Iterator[tuple[str, list[tuple[dict, str, bytes]]]]:
 
 async def test_callbacks_arrive_signed_with_the_final_record(server: Running, callback_receiver):
     url, received = callback_receiver
-    record = await server.gateway.queue.submit("test-sleep-async", {"seconds": 0.2}, callback_url=url)
+    record = await server.gateway.runtime.tasks.submit("test-sleep-async", {"seconds": 0.2}, callback_url=url)
     await poll(lambda: received, timeout_s=30)
     body, signature, raw = received[0]
     assert body["task_id"] == record.task_id and body["status"] == "succeeded"
@@ -137,7 +133,7 @@ async def test_callback_urls_must_be_public(server: Running):
 
 
 async def test_many_concurrent_submissions_all_end_and_run_once(server: Running):
-    queue = server.gateway.queue
+    queue = server.gateway.runtime.tasks
     records = await asyncio.gather(*(queue.submit("test-sleep-async", {"seconds": 0}) for _ in range(200)))
     finals = await asyncio.gather(*(queue.wait(r.task_id, 120) for r in records))
     assert {f.status for f in finals} == {TaskStatus.SUCCEEDED}
@@ -146,21 +142,21 @@ async def test_many_concurrent_submissions_all_end_and_run_once(server: Running)
 
 async def test_a_killed_worker_is_replaced_and_its_task_redelivered(server: Running, tmp_path: Path):
     marker = tmp_path / "redelivered"
-    record = await server.gateway.queue.submit("test-sleep-async", {"seconds": 2, "marker": str(marker)})
+    record = await server.gateway.runtime.tasks.submit("test-sleep-async", {"seconds": 2, "marker": str(marker)})
     await poll(marked(marker, "started"))
-    name = task_worker_app_name(server.gateway.queue.config)
+    name = worker_app_name(server.gateway.runtime.tasks.config)
     worker = serve.get_deployment_handle(name, app_name=name)
     status = await worker.status.remote()
     assert record.task_id in status["running"]
     os.kill(status["pid"], signal.SIGKILL)
-    final = await server.gateway.queue.wait(record.task_id, 120)
+    final = await server.gateway.runtime.tasks.wait(record.task_id, 120)
     assert final.status is TaskStatus.SUCCEEDED and final.result == {"slept": 2}
     assert final.attempts == 2
 
 
 async def test_a_task_past_its_timeout_fails_with_timed_out(server: Running):
-    record = await server.gateway.queue.submit("test-timeout", {"seconds": 30})
-    final = await server.gateway.queue.wait(record.task_id, 60)
+    record = await server.gateway.runtime.tasks.submit("test-timeout", {"seconds": 30})
+    final = await server.gateway.runtime.tasks.wait(record.task_id, 60)
     assert final.status is TaskStatus.FAILED
     assert final.error == {"type": "timed_out", "message": "test-timeout timed out after 0.5 s"}
 
@@ -174,35 +170,28 @@ async def test_healthz_lists_the_live_gateway_and_task_worker(server: Running):
                for name, a in body["algorithms"].items())
 
 
-async def test_the_gateways_bundled_redis_is_started_again_if_it_dies(tmp_path: Path):
-    settings = Settings(_env_file=None, redis_url=None, data_dir=tmp_path)
-    queue = TaskQueue(settings, AlgorithmClient(Registry.load(settings.algo_mcp_registry)))
-    async with queue.running(worker_id="test-supervised"):
-        before = await queue.submit("local-echo", {"text": "before"})
-        os.kill(int((tmp_path / "redis" / "valkey.pid").read_text()), signal.SIGKILL)
-
-        async def submitted_again() -> str | None:
-            with contextlib.suppress(Unavailable):
-                return (await queue.submit("local-echo", {"text": "after"})).task_id
-            return None
-
-        await poll(submitted_again, what="tasks accepted again")
-        assert (await queue.get(before.task_id)).payload == {"text": "before"}  # its data came back too
-
-
 async def test_an_unreachable_task_store_is_a_retry_later_error_naming_it(tmp_path: Path):
-    """Redis down is the caller's "retry shortly" (503 over REST), not an internal error or a hang."""
+    """Redis down is the caller's "retry shortly" (503 over REST, with Retry-After), not an internal
+    error or a hang; the gateway still starts and says what is wrong."""
     dead = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
-    settings = Settings(_env_file=None, redis_url=dead, data_dir=tmp_path)
-    queue = TaskQueue(settings, AlgorithmClient(Registry.load(settings.algo_mcp_registry)))
-    unreachable = r"the task store \(Redis\) is not reachable; retry shortly"
-    async with queue.running(worker_id="test-unreachable"):
-        for attempt in (queue.submit("local-echo", {"text": "hi"}), queue.get("ab12"), queue.cancel("ab12"),
-                        queue.wait("ab12", 1), queue.list(None, None, 5)):
-            with pytest.raises(Unavailable, match=unreachable):
-                await attempt
-        transport = httpx.ASGITransport(app=rest_app(queue))
-        async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as http:
-            answer = await http.post("/tasks/local-echo", json={"input": {"text": "hi"}})
-    assert answer.status_code == 503
-    assert answer.json()["error"]["type"] == "unavailable"
+    port = free_port()
+    env = {**os.environ, "REDIS_URL": dead, "RAY_ADDRESS": f"127.0.0.1:{free_port()}", "DATA_DIR": str(tmp_path),
+           "SERVICE_PORT": str(port), "FASTMCP_CHECK_FOR_UPDATES": "off"}
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "mcp_server", "serve", "--transport", "http",
+                                                cwd=ROOT, env=env, stdout=DEVNULL, stderr=DEVNULL)
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+            async def answered() -> httpx.Response | None:
+                with contextlib.suppress(httpx.TransportError):
+                    return await http.post("/tasks/local-echo", json={"input": {"text": "hi"}})
+                return None
+
+            answer = await poll(answered, timeout_s=60, what="the gateway answering")
+            read = await http.get("/tasks/ab12")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(proc.wait(), 60)
+    for response in (answer, read):
+        assert response.status_code == 503 and response.headers["retry-after"] == "5"
+        assert response.json()["error"] == {"type": "unavailable",
+                                            "message": "the task store (Redis) is not reachable; retry shortly"}

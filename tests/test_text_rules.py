@@ -7,9 +7,9 @@ from typing import Annotated
 import pytest
 from pydantic import BaseModel, Field
 
+from engines.algorithms.text_rules import detect_language, languages
+from engines.algorithms.validation import validate_input
 from engines.errors import ValidationFailed
-from engines.text_rules import detect_language, languages
-from engines.validation import validate_input
 
 
 class Review(BaseModel):

@@ -35,7 +35,7 @@ def data_uri(data: bytes, mime: str = "video/mp4") -> str:
 
 
 async def test_a_short_video_is_classified_over_its_frames(server: Running):
-    out = await server.gateway.client.invoke("video-classify", {"video": data_uri(video(2)), "frames": 4})
+    out = await server.gateway.runtime.calls.invoke("video-classify", {"video": data_uri(video(2)), "frames": 4})
     assert out["frames"] == 4 and out["duration_s"] == pytest.approx(2, abs=0.3)
     assert len(out["labels"]) == 5
     scores = [x["score"] for x in out["labels"]]
@@ -49,5 +49,5 @@ async def test_a_short_video_is_classified_over_its_frames(server: Running):
 ])
 async def test_videos_breaking_the_rule_are_refused_naming_it(server: Running, make, problem: str):
     with pytest.raises(ValidationFailed) as info:
-        await server.gateway.client.invoke("video-classify", {"video": data_uri(make())})
+        await server.gateway.runtime.calls.invoke("video-classify", {"video": data_uri(make())})
     assert problem in info.value.problems[0] and info.value.problems[0].startswith("video: ")

@@ -14,11 +14,11 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from engines.algorithm import Algorithm
+from engines.algorithms.base import Algorithm
+from engines.builtin._device import pick_device
 from engines.errors import ValidationFailed
 from engines.media import ImageRule, Media, media
-from engines.media_source import MEDIA_REF_HELP, MEDIA_REF_PATTERN
-from engines.torch_device import pick_device
+from engines.media.source import MEDIA_REF_HELP, MEDIA_REF_PATTERN
 
 CLASSES_FILE = Path(__file__).with_name("data") / "imagenet_classes.txt"
 IMAGE_RULE = ImageRule(max_bytes=20 * 1024 * 1024, max_pixels=40_000_000, max_width=16_384, max_height=16_384,

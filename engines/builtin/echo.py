@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from engines.algorithm import Algorithm
+from engines.algorithms.base import Algorithm
 
 
 class EchoInput(BaseModel):

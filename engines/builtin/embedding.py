@@ -12,8 +12,8 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from engines.algorithm import Algorithm
-from engines.torch_device import pick_device
+from engines.algorithms.base import Algorithm
+from engines.builtin._device import pick_device
 
 MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 DIM = 384

@@ -14,15 +14,26 @@ import mimetypes
 import time
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic_settings import SettingsConfigDict
 
-from engines.external import ExternalAPI
-from engines.safe_url import check_public_url, fetch_public
+from engines.algorithms.config import AlgorithmConfig
+from engines.algorithms.external import ExternalAPI
+from engines.net.safe_url import check_public_url, fetch_public
 from engines.settings import get_settings
 
 AspectRatio = Literal["1:1", "9:16", "16:9", "3:4", "4:3", "3:2", "2:3", "5:4", "4:5", "21:9"]
 MAX_IMAGE_BYTES = 30 * 1024 * 1024
 _TYPICAL_S = 30.0  # for progress estimates while the provider works
+
+
+class NanoBananaConfig(AlgorithmConfig):
+    model_config = SettingsConfigDict(env_prefix="NANOBANANA_")
+
+    api_key: SecretStr | None = Field(None, description="the NanoBanana API key")
+    base_url: str = "https://api.nanobananaapi.ai"
+    callback_url: str = Field("", description="sent as callBackUrl; we poll, so it may stay empty")
+    poll_interval_seconds: float = Field(3, gt=0)
 
 
 class NanoBananaInput(BaseModel):
@@ -52,9 +63,9 @@ class NanoBanana(ExternalAPI):
 
     Input = NanoBananaInput
     Output = NanoBananaOutput
+    Config = NanoBananaConfig
+    config: NanoBananaConfig
     read_only = False
-    settings_used = ("NANOBANANA_BASE_URL", "NANOBANANA_API_KEY", "NANOBANANA_CALLBACK_URL",
-                     "NANOBANANA_POLL_INTERVAL_SECONDS", "FETCH_ALLOWLIST")
 
     def _check_code(self, body: Any, step: str) -> dict[str, Any]:
         if not isinstance(body, dict):
@@ -64,22 +75,22 @@ class NanoBanana(ExternalAPI):
         return body.get("data") or {}
 
     async def predict(self, inp: NanoBananaInput) -> NanoBananaOutput:
-        settings = get_settings()
-        base = self.require("NANOBANANA_BASE_URL").rstrip("/")
-        headers = {"Authorization": f"Bearer {self.require('NANOBANANA_API_KEY')}"}
+        allowlist = get_settings().fetch_allowlist
+        base = self.require("base_url").rstrip("/")
+        headers = {"Authorization": f"Bearer {self.require('api_key')}"}
         for i, url in enumerate(inp.image_urls):
-            await check_public_url(f"image_urls[{i}]", url, settings.fetch_allowlist)
+            await check_public_url(f"image_urls[{i}]", url, allowlist)
         body = {"prompt": inp.prompt, "type": "IMAGETOIAMGE" if inp.image_urls else "TEXTTOIAMGE",
                 "imageUrls": inp.image_urls, "numImages": 1, "image_size": inp.size,
-                "callBackUrl": settings.nanobanana_callback_url}
+                "callBackUrl": self.config.callback_url}
         submitted = await self.request_json("POST", f"{base}/api/v1/nanobanana/generate", json=body, headers=headers)
         provider_id = str(self._check_code(submitted, "generate").get("taskId") or "")
         if not provider_id:
             raise self._fail("generate: answered without a taskId")
         await self.report_progress(0.05, "submitted to NanoBanana")
-        image_url = await self._poll(base, provider_id, headers, settings.nanobanana_poll_interval_seconds)
+        image_url = await self._poll(base, provider_id, headers, self.config.poll_interval_seconds)
         data, content_type = await fetch_public("result image", image_url, max_bytes=MAX_IMAGE_BYTES,
-                                                timeout_s=self.request_timeout_s, allowlist=settings.fetch_allowlist)
+                                                timeout_s=self.request_timeout_s, allowlist=allowlist)
         content_type = content_type.split(";")[0].strip()
         if not content_type.startswith("image/"):
             raise self._fail(f"result image: content type {content_type!r} is not an image")

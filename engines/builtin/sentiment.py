@@ -1,14 +1,24 @@
 """``external-sentiment``: a sentiment API in the Hugging Face Inference API shape.
 
-``POST $SENTIMENT_API_URL`` with ``{"inputs": text}`` and a bearer key; the
-answer ``[[{"label", "score"}, ...]]`` becomes ``{label, score, scores}``.
+``POST $SENTIMENT_API_URL`` with ``{"inputs": text}`` and a bearer key
+(``SENTIMENT_API_KEY``); the answer ``[[{"label", "score"}, ...]]`` becomes
+``{label, score, scores}``.
 """
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic_settings import SettingsConfigDict
 
-from engines.external import ExternalAPI
+from engines.algorithms.config import AlgorithmConfig
+from engines.algorithms.external import ExternalAPI
+
+
+class SentimentConfig(AlgorithmConfig):
+    model_config = SettingsConfigDict(env_prefix="SENTIMENT_")
+
+    api_url: str | None = Field(None, description="a Hugging Face Inference API text-classification endpoint")
+    api_key: SecretStr | None = Field(None, description="its bearer key, if it needs one")
 
 
 class SentimentInput(BaseModel):
@@ -34,13 +44,14 @@ class HFSentiment(ExternalAPI):
 
     Input = SentimentInput
     Output = SentimentOutput
+    Config = SentimentConfig
+    config: SentimentConfig
     idempotent = True
-    settings_used = ("SENTIMENT_API_URL", "SENTIMENT_API_KEY")
 
     async def predict(self, inp: SentimentInput) -> SentimentOutput:
-        url = self.require("SENTIMENT_API_URL")
-        key = self.secret("SENTIMENT_API_KEY")
-        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        url = self.require("api_url")
+        key = self.config.api_key
+        headers = {"Authorization": f"Bearer {key.get_secret_value()}"} if key else {}
         body = await self.request_json("POST", url, json={"inputs": inp.text}, headers=headers)
         rows = body[0] if isinstance(body, list) and body and isinstance(body[0], list) else body
         try:

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from engines.builtin.classify import ClassifyOutput, EfficientNetLite0, Label
 from engines.errors import ValidationFailed
 from engines.media import Media, VideoInfo, VideoRule, extract_frames, media
-from engines.media_source import MEDIA_REF_HELP, MEDIA_REF_PATTERN
+from engines.media.source import MEDIA_REF_HELP, MEDIA_REF_PATTERN
 
 VIDEO_RULE = VideoRule(max_bytes=100 * 1024 * 1024, containers={"mp4", "webm"}, codecs={"h264", "vp9", "av1"},
                        max_width=3840, max_height=2160, max_duration_s=120)

@@ -1,6 +1,6 @@
 """Every outbound fetch of a URL that came from a caller or a provider goes through here.
 
-Rules (``engines.safe_address`` holds the address ones):
+Rules (``engines.net.safe_address`` holds the address ones):
 
 - http and https only;
 - the host is resolved here, once per hop, and every address it resolves to must
@@ -36,7 +36,7 @@ import httpcore
 import httpx
 
 from engines.errors import ValidationFailed
-from engines.safe_address import Allowlist, IPAddress, ip_literal, parse_allowlist
+from engines.net.safe_address import Allowlist, IPAddress, ip_literal, parse_allowlist
 
 __all__ = ["MAX_REDIRECTS", "check_public_url", "connect_tcp", "fetch_public", "parse_allowlist", "resolve"]
 

@@ -1,6 +1,6 @@
 """Where a media field's bytes come from: an http(s) URL, a ``data:`` URI, or an object-store key.
 
-URLs go through :mod:`engines.safe_url` (public addresses only, size and time
+URLs go through :mod:`engines.net.safe_url` (public addresses only, size and time
 limits); data URIs are size-checked before decoding; keys are read from the
 object store this call is bound to (outputs of earlier tasks, ``outputs/…``).
 """
@@ -10,9 +10,9 @@ from __future__ import annotations
 import base64
 import binascii
 
-from engines import task_context
+from engines.algorithms import context
 from engines.errors import ValidationFailed
-from engines.safe_url import fetch_public
+from engines.net.safe_url import fetch_public
 from engines.settings import get_settings
 
 MEDIA_REF_PATTERN = r"^(https?://|data:|outputs/)"
@@ -40,7 +40,7 @@ async def load_media(field: str, ref: str, *, max_bytes: int, timeout_s: float =
                                      allowlist=get_settings().fetch_allowlist)
         return data
     if ref.startswith("outputs/"):
-        data = await task_context.read_object(field, ref)
+        data = await context.read_object(field, ref)
         if len(data) > max_bytes:
             raise ValidationFailed([f"{field}: {len(data)} bytes exceeds max {max_bytes}"])
         return data

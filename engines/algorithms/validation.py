@@ -73,7 +73,10 @@ def describe(errors: Sequence[ErrorDetails]) -> list[str]:
 
 
 def validate_input(model: type[BaseModel], data: Any) -> BaseModel:
-    """Validate a caller's arguments, raising :class:`ValidationFailed`."""
+    """Validate a caller's arguments, raising :class:`ValidationFailed`; a model already checked
+    (the REST layer parses bodies itself) passes as it is."""
+    if isinstance(data, model):
+        return data
     if not isinstance(data, dict):
         raise ValidationFailed([f"input: must be an object (got {_seen(data)})"])
     try:

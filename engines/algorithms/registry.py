@@ -18,10 +18,11 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from engines.algorithm import Algorithm
+from engines.algorithms.base import Algorithm
+from engines.algorithms.config import AlgorithmConfig
+from engines.algorithms.validation import describe, validate_input
 from engines.errors import RegistryError, UnknownAlgorithm
-from engines.media_fields import media_plan
-from engines.validation import describe
+from engines.media.resolve import media_plan
 
 Kind = Literal["local", "external"]
 Mode = Literal["sync", "async", "auto"]
@@ -56,6 +57,8 @@ class AlgorithmSpec(BaseModel):
     max_queued: int = Field(16, ge=0, description="calls that may wait for a slot before 'busy'")
     prepare: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="media field → ImagePrep/VideoPrep, overriding the input model's")
+    config: dict[str, Any] = Field(
+        default_factory=dict, description="the algorithm's own Config fields (never secrets: those come from env)")
 
     @model_validator(mode="after")
     def _check(self) -> AlgorithmSpec:
@@ -77,10 +80,11 @@ class AlgorithmSpec(BaseModel):
 
 @dataclass(frozen=True)
 class Entry:
-    """A checked spec with its imported algorithm class."""
+    """A checked spec with its imported algorithm class and the config read for it."""
 
     spec: AlgorithmSpec
     cls: type[Algorithm]
+    config: AlgorithmConfig
 
     @property
     def name(self) -> str:
@@ -130,6 +134,8 @@ def import_target(target: str, where: str) -> type[Algorithm]:
         declared = getattr(obj, model, None)
         if not (isinstance(declared, type) and issubclass(declared, BaseModel)):
             raise RegistryError(f"{where}: target: {target!r} has no pydantic {model} model")
+    if not (isinstance(obj.Config, type) and issubclass(obj.Config, AlgorithmConfig)):
+        raise RegistryError(f"{where}: target: {target!r}: its Config is not an engines.AlgorithmConfig subclass")
     if not obj.overrides_predict():
         raise RegistryError(f"{where}: target: {target!r} implements neither predict nor predict_batch")
     return obj
@@ -144,9 +150,6 @@ class Registry:
     def __iter__(self) -> Iterator[Entry]:
         return iter(self._entries.values())
 
-    def __len__(self) -> int:
-        return len(self._entries)
-
     def names(self) -> list[str]:
         return list(self._entries)
 
@@ -155,6 +158,11 @@ class Registry:
             return self._entries[name]
         except KeyError:
             raise UnknownAlgorithm(name, self.names()) from None
+
+    def validate(self, name: str, arguments: Any) -> tuple[Entry, BaseModel]:
+        """The entry and its checked input; bad input is ValidationFailed naming the field and rule."""
+        entry = self.get(name)
+        return entry, validate_input(entry.cls.Input, arguments)
 
     @classmethod
     def from_specs(cls, specs: list[tuple[str, AlgorithmSpec]]) -> Registry:
@@ -169,7 +177,7 @@ class Registry:
                 media_plan(cls_.Input, spec.prepare)
             except ValueError as exc:
                 raise RegistryError(f"{where}: {exc}") from None
-            entries.append(Entry(spec, cls_))
+            entries.append(Entry(spec, cls_, cls_.Config.load(spec.config, where)))
         return cls(entries)
 
     @classmethod

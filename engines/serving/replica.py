@@ -1,9 +1,10 @@
 """The one Serve deployment class that every algorithm runs inside.
 
-It imports the algorithm class by its target, calls ``setup`` once per
-replica, loads, checks and prepares media fields (``engines.media_fields``),
-and routes calls through the batcher when the registry entry asks for it.
-Algorithm classes stay plain Python: nothing here is specific to one of them.
+It imports the algorithm class by its target, hands it the config the gateway
+read for it, calls ``setup`` once per replica, loads, checks and prepares media
+fields (``engines.media.resolve``), and routes calls through the batcher when
+the registry entry asks for it. Algorithm classes stay plain Python: nothing
+here is specific to one of them.
 """
 
 from __future__ import annotations
@@ -13,12 +14,13 @@ from typing import Any
 from pydantic import BaseModel
 from ray import serve
 
-from engines import task_context
-from engines.batcher import Batcher
-from engines.media_fields import media_plan, resolve_media
-from engines.registry import BatchSpec, import_target
-from engines.task_context import TaskQueueConfig
-from engines.validation import validate_input
+from engines.algorithms import context
+from engines.algorithms.config import AlgorithmConfig
+from engines.algorithms.context import CallContext
+from engines.algorithms.registry import BatchSpec, import_target
+from engines.algorithms.validation import validate_input
+from engines.media.resolve import media_plan, resolve_media
+from engines.serving.batcher import Batcher
 
 
 @serve.deployment
@@ -26,11 +28,11 @@ class AlgorithmReplica:
     """Hosts one algorithm instance; Serve runs ``num_workers`` of these."""
 
     async def __init__(self, target: str, batch: BatchSpec | None, fingerprint: str,
-                       prepare: dict[str, dict[str, Any]] | None = None) -> None:
+                       prepare: dict[str, dict[str, Any]], config: AlgorithmConfig) -> None:
         cls = import_target(target, where=target)
         self._input, self._output = cls.Input, cls.Output
         self._media = media_plan(cls.Input, prepare)
-        self._algo = cls()
+        self._algo = cls(config)
         self._batcher = Batcher(self._algo.predict_batch, batch.max_batch_size, batch.batch_wait_timeout_s) \
             if batch is not None else None
         self._fingerprint = fingerprint
@@ -43,12 +45,10 @@ class AlgorithmReplica:
         """What this replica was deployed with; a gateway compares it before redeploying."""
         return self._fingerprint
 
-    async def __call__(self, inp: BaseModel | dict[str, Any],
-                       context: tuple[TaskQueueConfig, str | None] | None = None) -> dict[str, Any]:
+    async def __call__(self, inp: BaseModel | dict[str, Any], call: CallContext | None = None) -> dict[str, Any]:
         if isinstance(inp, dict):  # a task payload, validated at submission: this only rebuilds the model
             inp = validate_input(self._input, inp)
-        if context is not None:
-            task_context.bind(*context)
+        await context.bind(call)
         if self._media:
             inp = await resolve_media(inp, self._media)
         inp = await self._algo.preprocess(inp)

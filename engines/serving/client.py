@@ -1,8 +1,9 @@
 """Calls into algorithm deployments: the only code that holds Serve handles.
 
-The gateway (MCP tools and REST alike) goes through :class:`AlgorithmClient`,
-so validation, the busy answer, timeouts, cancellation and error mapping are
-done once. Validation happens here, before anything reaches Ray.
+The gateway (MCP tools and REST alike, through ``engines.calls``) and the task
+worker go through :class:`AlgorithmClient`, so the busy answer, timeouts,
+cancellation and the mapping of Ray's errors are done once. A call carries only
+a small :class:`~engines.algorithms.context.CallContext` beside its input.
 """
 
 from __future__ import annotations
@@ -18,10 +19,8 @@ from ray.exceptions import RayActorError, RayTaskError
 from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
 from ray.serve.handle import DeploymentHandle
 
+from engines.algorithms.context import CallContext
 from engines.errors import AlgoError, Busy, ReplicaUnavailable, TimedOut
-from engines.registry import Entry, Registry
-from engines.task_context import TaskQueueConfig
-from engines.validation import validate_input
 
 log = logging.getLogger(__name__)
 
@@ -29,14 +28,11 @@ _EWMA_WEIGHT = 0.2
 
 
 class AlgorithmClient:
-    """Validates inputs and calls the Serve deployment of an algorithm."""
+    """Calls the Serve deployment of an algorithm by name."""
 
-    def __init__(self, registry: Registry) -> None:
-        self.registry = registry
+    def __init__(self) -> None:
         self._handles: dict[str, DeploymentHandle] = {}
         self._latency_s: dict[str, float] = {}
-        #: where replicas write progress and outputs; set once the task queue runs
-        self.context: TaskQueueConfig | None = None
 
     def handle(self, name: str) -> DeploymentHandle:
         """A handle per algorithm, made on first use (a registry may list many)."""
@@ -45,28 +41,15 @@ class AlgorithmClient:
             handle = self._handles[name] = serve.get_deployment_handle(name, app_name=name)
         return handle
 
-    def validate(self, name: str, arguments: Any) -> tuple[Entry, BaseModel]:
-        entry = self.registry.get(name)
-        return entry, validate_input(entry.cls.Input, arguments)
-
-    async def invoke(self, name: str, arguments: Any) -> dict[str, Any]:
-        """Validate ``arguments`` and run the algorithm; the result is its Output as JSON data."""
-        entry, inp = self.validate(name, arguments)
-        return await self.call(entry, inp)
-
-    async def call(self, entry: Entry, inp: BaseModel, task_id: str | None = None) -> dict[str, Any]:
-        """Run an already validated input, honouring the entry's timeout.
+    async def call(self, name: str, inp: BaseModel | dict[str, Any], timeout_s: float,
+                   context: CallContext | None = None) -> dict[str, Any]:
+        """Run a validated input (a dict is rebuilt into the model by the replica), within ``timeout_s``.
 
         If the caller is cancelled (the MCP client cancelled, the HTTP client
         went away, the task was cancelled) the Serve request is cancelled too,
-        so the replica stops work. ``task_id`` lets the algorithm report progress.
+        so the replica stops work. ``context`` names the store outputs go to and
+        the task progress is reported for.
         """
-        return await self.call_deployment(entry.name, inp, entry.spec.timeout_s, task_id)
-
-    async def call_deployment(self, name: str, inp: BaseModel | dict[str, Any], timeout_s: float,
-                              task_id: str | None = None) -> dict[str, Any]:
-        """Call a deployment by name; a dict input is validated by the replica (the task worker's way)."""
-        context = (self.context, task_id) if self.context is not None else None
         response = self.handle(name).remote(inp, context)
         loop = asyncio.get_running_loop()
         started = loop.time()

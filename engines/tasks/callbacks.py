@@ -7,7 +7,6 @@ came from us. Failures are logged, never raised: the task has already ended.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import json
@@ -15,7 +14,8 @@ import logging
 from typing import Any
 
 from engines.errors import ValidationFailed
-from engines.safe_url import post_public
+from engines.net.safe_url import post_public
+from engines.retries import backoff
 from engines.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -23,6 +23,10 @@ log = logging.getLogger(__name__)
 SIGNATURE_HEADER = "X-Algo-MCP-Signature"
 ATTEMPTS = 5
 TIMEOUT_S = 10.0
+
+
+class _NotDelivered(Exception):
+    """The receiver answered, but not with 2xx."""
 
 
 def sign(body: bytes, secret: str) -> str:
@@ -40,16 +44,16 @@ async def deliver_callback(url: str, record: dict[str, Any], secret: str | None)
     if secret:
         headers[SIGNATURE_HEADER] = sign(body, secret)
     allowlist = get_settings().fetch_allowlist
-    for attempt in range(ATTEMPTS):
-        try:
-            status = await post_public("callback_url", url, body, headers, timeout_s=TIMEOUT_S, allowlist=allowlist)
-        except ValidationFailed as err:
-            problem = err.message
-        else:
-            if 200 <= status < 300:
-                return True
-            problem = f"HTTP {status}"
-        log.info("callback for task %s: %s (attempt %d)", record.get("task_id"), problem, attempt + 1)
-        await asyncio.sleep(min(0.5 * 2**attempt, 8))
-    log.warning("callback for task %s given up after %d attempts", record.get("task_id"), ATTEMPTS)
-    return False
+
+    async def attempt() -> None:
+        status = await post_public("callback_url", url, body, headers, timeout_s=TIMEOUT_S, allowlist=allowlist)
+        if not 200 <= status < 300:
+            raise _NotDelivered(f"HTTP {status}")
+
+    try:
+        await backoff(attempts=ATTEMPTS, initial_s=0.5, max_s=8.0, jitter_s=0.5).on(
+            (ValidationFailed, _NotDelivered))(attempt)
+    except (ValidationFailed, _NotDelivered) as last:
+        log.warning("callback for task %s given up after %d attempts: %s", record.get("task_id"), ATTEMPTS, last)
+        return False
+    return True

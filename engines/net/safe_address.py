@@ -1,6 +1,6 @@
 """Which IP addresses outbound fetches may reach, and how odd spellings of them read.
 
-Used by ``engines.safe_url``; kept apart so the rules can be read (and tested) on
+Used by ``engines.net.safe_url``; kept apart so the rules can be read (and tested) on
 their own. Everything here is pure: no DNS, no sockets.
 """
 

@@ -16,10 +16,10 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from engines.algorithms.validation import describe
 from engines.media.prepare import Media, apply, prep_for
 from engines.media.schema import MediaRule, media_fields
-from engines.media_source import load_media
-from engines.validation import describe
+from engines.media.source import load_media
 
 #: the fetch cap for a rule that sets no max_bytes
 MAX_MEDIA_BYTES = 500 * 1024 * 1024

@@ -1,7 +1,7 @@
 """The contract an algorithm class fulfils: typed input/output and a predict.
 
 An algorithm never reads placement settings (replicas, CPUs, GPUs, batching):
-those live in its registry entry and are applied by ``engines.deploy``. It
+those live in its registry entry and are applied by ``engines.serving.deploy``. It
 implements ``predict`` for one input, or ``predict_batch`` for many when it
 gains from batching (torch models), and may load weights in ``setup``.
 """
@@ -15,7 +15,8 @@ from typing import Any, ClassVar, TypeVar
 
 from pydantic import BaseModel
 
-from engines import task_context
+from engines.algorithms import context
+from engines.algorithms.config import AlgorithmConfig
 
 T = TypeVar("T")
 
@@ -25,11 +26,17 @@ class Algorithm:
 
     Input: ClassVar[type[BaseModel]]
     Output: ClassVar[type[BaseModel]]
+    #: its own settings, read from the environment (see AlgorithmConfig)
+    Config: ClassVar[type[AlgorithmConfig]] = AlgorithmConfig
     #: MCP annotations: the call changes nothing outside the algorithm…
     read_only: ClassVar[bool] = True
     #: …and the same input gives the same output.
     idempotent: ClassVar[bool] = True
     _model_thread: ThreadPoolExecutor | None = None
+
+    def __init__(self, config: AlgorithmConfig | None = None) -> None:
+        """``config`` is what the gateway read for this algorithm; by default it is read here."""
+        self.config = config if config is not None else self.Config()
 
     async def setup(self) -> None:
         """Load models or open clients; called once per replica before any call."""
@@ -70,12 +77,18 @@ class Algorithm:
     @staticmethod
     async def report_progress(fraction: float, message: str | None = None) -> bool:
         """Tell a queued task's caller how far along it is; False means it was cancelled: stop."""
-        return await task_context.report_progress(fraction, message)
+        return await context.report_progress(fraction, message)
 
     @staticmethod
     async def save_output(name: str, data: bytes, content_type: str) -> dict:
         """Store a produced file under ``outputs/<task_id>/``; returns ``{url, key, content_type, bytes}``."""
-        return await task_context.save_output(name, data, content_type)
+        return await context.save_output(name, data, content_type)
+
+    @classmethod
+    def starts_slowly(cls) -> bool:
+        """True when ``setup`` loads something (a model): such algorithms deploy after the quick
+        ones, so on a cold start cheap tools answer while the models still load."""
+        return cls.setup is not Algorithm.setup
 
     @classmethod
     def overrides_predict(cls) -> bool:

@@ -1,0 +1,76 @@
+"""Running an algorithm the way its entry says, for every face of the gateway (MCP, REST).
+
+``sync``: the result. ``async``: a task, recorded and queued at once. ``auto``:
+the result if the task ends within ``SYNC_BUDGET_S``, else the task. Bad input
+fails before anything waits; a call that arrives while its algorithm is still
+starting waits for it within ``START_WAIT_S`` (reporting progress), or is told
+at once that it is starting.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from engines.algorithms.context import CallContext
+from engines.algorithms.registry import Registry
+from engines.errors import TaskFailed
+from engines.outputs import relink
+from engines.readiness import Progress, Readiness
+from engines.settings import Settings
+from engines.tasks.queue import TaskQueue
+from storage import TaskRecord, TaskStatus
+
+if TYPE_CHECKING:  # it imports Ray, which the gateway imports only once it joins a cluster
+    from engines.serving.client import AlgorithmClient
+
+
+@dataclass(frozen=True)
+class Answered:
+    """The algorithm's result (its Output as JSON data)."""
+
+    result: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Queued:
+    """A task to follow: the algorithm runs (or will) in the task worker."""
+
+    record: TaskRecord
+
+
+def outcome(record: TaskRecord) -> dict[str, Any]:
+    """An ended task's result, or its own error raised as :class:`TaskFailed`."""
+    if record.status is TaskStatus.SUCCEEDED:
+        return record.result
+    raise TaskFailed(record.error or {"type": record.status.value, "message": f"task {record.status.value}"})
+
+
+class Calls:
+    def __init__(self, settings: Settings, registry: Registry, readiness: Readiness, tasks: TaskQueue) -> None:
+        self.settings, self.registry, self.readiness, self.tasks = settings, registry, readiness, tasks
+        self._client: AlgorithmClient | None = None
+
+    def connect(self, client: AlgorithmClient) -> None:
+        """Called by the runtime once it has joined Ray (before any algorithm is ready)."""
+        self._client = client
+
+    async def run(self, name: str, arguments: Any, progress: Progress | None = None) -> Answered | Queued:
+        """The answer the entry's ``mode`` asks for."""
+        mode = self.registry.get(name).spec.mode
+        if mode == "sync":
+            return Answered(await self.invoke(name, arguments, progress))
+        record = await self.tasks.submit(name, arguments)
+        if mode == "auto":
+            record = await self.tasks.wait(record.task_id, self.settings.sync_budget_s)
+            if record.terminal:
+                return Answered(outcome(record))
+        return Queued(record)
+
+    async def invoke(self, name: str, arguments: Any, progress: Progress | None = None) -> dict[str, Any]:
+        """Run the algorithm now and return its result, whatever its mode."""
+        entry, inp = self.registry.validate(name, arguments)
+        await self.readiness.wait(name, self.settings.start_wait_s, progress)
+        assert self._client is not None and self.tasks.config is not None, "ready implies joined"
+        result = await self._client.call(name, inp, entry.spec.timeout_s, CallContext(self.tasks.config.id))
+        return await relink(result, self.tasks.objects)

@@ -1,0 +1,1 @@
+"""Outbound HTTP to addresses callers chose: public ones only, size- and time-capped."""
