@@ -26,7 +26,7 @@ import socket
 from collections.abc import Coroutine
 from contextlib import AsyncExitStack
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engines.algorithms.registry import Registry
 from engines.calls import Calls
@@ -40,6 +40,9 @@ from engines.settings import Settings
 from engines.tasks.queue import TaskQueue
 from storage import Heartbeats, redis_pool
 from storage.objects import S3ObjectStore
+
+if TYPE_CHECKING:  # it imports Ray, which the gateway imports only once it joins a cluster
+    from engines.serving.client import AlgorithmClient
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +62,7 @@ class Runtime:
         self.calls = Calls(settings, registry, self.readiness, self.tasks)
         self.base_url = base_url
         self.worker_app: str | None = None
+        self._client: AlgorithmClient | None = None
         self._heartbeats: Heartbeats | None = None
         self._stack = AsyncExitStack()
         self._start: asyncio.Task | None = None
@@ -172,7 +176,9 @@ class Runtime:
 
         await asyncio.to_thread(cluster.connect, address)
         self._stack.callback(cluster.disconnect)
-        self.calls.connect(AlgorithmClient())
+        self._client = AlgorithmClient()
+        self._stack.push_async_callback(self._client.close)  # its routers stop before Ray is left
+        self.calls.connect(self._client)
         assert self.tasks.config is not None
         await asyncio.to_thread(stores.register, self.tasks.config)
         self.readiness.ready(RAY, typical=local is not None and local.spawned)
@@ -181,10 +187,11 @@ class Runtime:
         from engines.serving.deploy import AlgorithmApp, deploy
         from engines.tasks.worker import TaskWorkerApp, TaskWorkerConfig
 
-        assert self.tasks.config is not None
+        assert self.tasks.config is not None and self._client is not None
         worker = TaskWorkerApp(TaskWorkerConfig.of(self.settings, self.tasks.config), self.settings, self.WORKER)
         self.worker_app = worker.name
-        await deploy([*(AlgorithmApp(entry, self.settings) for entry in self.registry), worker], self.readiness)
+        await deploy([*(AlgorithmApp(entry, self.settings) for entry in self.registry), worker], self.readiness,
+                     self._client)
 
     def _background(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(work)

@@ -194,3 +194,8 @@ class MakePng(Algorithm):
         out = io.BytesIO()
         Image.new("RGB", (inp.size, inp.size), (20, 120, 240)).save(out, format="PNG")
         return PngOutput(image=await self.save_output("square.png", out.getvalue(), "image/png"))
+
+
+@algorithm(name="test-busy", kind="local", max_concurrency=1, max_queued=1, timeout_s=4, num_cpus=0.01)
+class SleepOneAtATime(Sleep):
+    """The same sleep, one call at a time and one waiting per caller, within 4 s: busy for a third."""

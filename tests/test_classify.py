@@ -14,6 +14,7 @@ from engines.errors import ValidationFailed
 from storage import TaskStatus
 from tests.conftest import Running
 from tests.fake_apis import serving
+from tests.mcp_clients import http_session
 
 
 def stripes(fmt: str = "PNG") -> bytes:
@@ -119,7 +120,8 @@ async def test_media_rules_apply_to_the_fetched_image(server: Running, image: Im
     assert info.value.problems == [problem]
 
 
-async def test_the_tool_schema_shows_the_media_rules(server: Running):
-    schema = server.gateway.registry.get("image-classify").cls.Input.model_json_schema()
-    rules = schema["properties"]["image"]["x-media-rules"]
+async def test_the_published_tool_schema_shows_the_media_rules(server: Running):
+    async with http_session(server.url, server.auth) as session:
+        tool = next(t for t in (await session.list_tools()).tools if t.name == "image-classify")
+    rules = tool.input_schema["properties"]["image"]["x-media-rules"]
     assert rules["max_bytes"] == 20 * 1024 * 1024 and "PNG" in rules["formats"]

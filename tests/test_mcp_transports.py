@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import os
 import shutil
@@ -71,12 +72,19 @@ async def test_the_token_scheme_is_case_insensitive(server: Running, scheme: str
     assert response.status_code == 200 and response.json() == {"text": "hi"}
 
 
+def leaves(group: BaseExceptionGroup) -> list[BaseException]:
+    return [e for x in group.exceptions for e in (leaves(x) if isinstance(x, BaseExceptionGroup) else [x])]
+
+
 async def test_mcp_client_with_a_wrong_token_cannot_connect(server: Running):
+    """The SDK turns the 401 (checked over plain HTTP above) into one error response inside its task groups."""
     connected = False
-    with pytest.raises(BaseException):  # noqa: B017 - the SDK wraps the 401 in transport errors
+    with pytest.raises(ExceptionGroup) as refused:
         async with http_session(server.url, {"Authorization": "Bearer wrong"}):
             connected = True
     assert not connected
+    assert [(type(e).__name__, str(e)) for e in leaves(refused.value)] == [
+        ("MCPError", "Server returned an error response")]
 
 
 async def test_healthz_is_open_and_reports_every_algorithm(server: Running):
@@ -139,3 +147,13 @@ async def test_bad_arguments_are_tool_errors_naming_field_and_rule(server: Runni
     assert result.content[0].text == problem
     assert result.structured_content["error"] == {"type": "validation_failed", "message": problem,
                                                   "problems": [problem]}
+
+
+def test_the_sdk_is_handed_our_schema_lookup(server: Running):
+    """Pinned: FastMCP 4.1 does not pass the SDK server a schema lookup, so the gateway sets the SDK's
+    documented ``get_tool_input_schema`` itself (per-call cost would grow with the registry otherwise)."""
+    lowlevel = server.gateway.mcp._mcp_server
+    assert "get_tool_input_schema" in inspect.signature(type(lowlevel).__init__).parameters
+    assert lowlevel.get_tool_input_schema("local-echo")["properties"]["text"]["maxLength"] == 100_000
+    assert lowlevel.get_tool_input_schema("wait_task")["properties"]["timeout_s"]["maximum"] == 50
+    assert lowlevel.get_tool_input_schema("no-such-tool") is None

@@ -37,6 +37,7 @@ def echo_entry(extra: str) -> str:
     (echo_entry("colour: red"), "entry 1 (a): colour: unknown field"),
     (f"{{name: a, kind: remote, target: {ECHO}}}", "entry 1 (a): kind: must be one of 'local' or 'external'"),
     (echo_entry("max_concurrency: 0"), "max_concurrency: must be >= 1 (got 0)"),
+    (echo_entry("max_queued: 0"), "max_queued: must be >= 1 (got 0)"),  # Serve queues at least one
     (echo_entry("num_gpus: -1"), "num_gpus: must be >= 0"),
     (echo_entry("mode: later"), "mode: must be one of"),
     (echo_entry("batch: {max_batch_size: 0}"), "batch.max_batch_size: must be >= 1"),
@@ -91,5 +92,5 @@ def test_serve_refuses_a_broken_registry_with_a_message_not_a_traceback(tmp_path
                           env={"PATH": "/usr/bin:/bin", "ALGO_MCP_REGISTRY": str(path),
                                "FASTMCP_CHECK_FOR_UPDATES": "off"})
     assert proc.returncode == 2
-    assert "entry 1 (a): max_queued: must be >= 0 (got -3)" in proc.stderr
+    assert "entry 1 (a): max_queued: must be >= 1 (got -3)" in proc.stderr
     assert "Traceback" not in proc.stderr

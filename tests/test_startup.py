@@ -35,23 +35,23 @@ async def test_a_call_before_its_algorithm_runs_waits_for_it_or_is_told_it_is_st
         server: Running, tmp_path: Path):
     """Joined to the session's cluster; two slow models (known from an earlier start to take 8 s and
     300 s), one that cannot be placed, one that cannot load, and an echo that already runs."""
-    names = ["test-slow-start", "test-quick-enough", "test-broken-setup", "needs-a-gpu"]
+    names = ["test-slow-start", "test-quick-enough", "test-broken-setup", "needs-a-gpu", "test-output"]
     registry = write_registry(
         tmp_path / "algorithms.yaml", ECHO,
         {**TEST, "name": names[0], "target": "tests.algorithms:SlowStart"},
         {**TEST, "name": names[1], "target": "tests.algorithms:SlowStart"},
         {**TEST, "name": names[2], "target": "tests.algorithms:BrokenSetup"},
-        {**TEST, "name": names[3], "target": "tests.algorithms:Crash", "num_gpus": 1})
+        {**TEST, "name": names[3], "target": "tests.algorithms:Crash", "num_gpus": 1},
+        {**TEST, "name": names[4], "target": "tests.algorithms:MakePng"})
     data = tmp_path / "data"
     data.mkdir()
     (data / "startup-times.json").write_text(json.dumps({names[0]: 300, names[1]: 8}))
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    env = {**server.env, "ALGO_MCP_REGISTRY": str(registry), "DATA_DIR": str(data), "SERVICE_PORT": str(port),
-           "START_WAIT_S": "45"}
-    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "mcp_server", "serve", "--transport", "http",
-                                                cwd=ROOT, env=env, stdout=asyncio.subprocess.DEVNULL,
-                                                stderr=asyncio.subprocess.DEVNULL)
+    env = {**server.env, "ALGO_MCP_REGISTRY": str(registry), "DATA_DIR": str(data), "START_WAIT_S": "45"}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "mcp_server", "serve", "--transport", "http", "--port", str(port), cwd=ROOT, env=env,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
     try:
         async with httpx.AsyncClient(base_url=url, headers=server.auth, timeout=60) as http:
             async def health() -> httpx.Response | None:
@@ -83,6 +83,9 @@ async def test_a_call_before_its_algorithm_runs_waits_for_it_or_is_told_it_is_st
                 gpu = await session.call_tool(names[3], {"crash": False})
                 broken = await session.call_tool(names[2], {"crash": False})
                 echo = await session.call_tool("local-echo", {"text": "still here"})
+                made = (await session.call_tool(names[4], {"size": 8})).structured_content["image"]
+            assert made["url"].startswith(f"{url}/objects/outputs/sync-")  # --port, not SERVICE_PORT's 8000
+            assert (await http.get(made["url"])).content.startswith(b"\x89PNG")  # signed: any client may follow
         assert gpu.is_error and gpu.content[0].text == (
             f"{names[3]}: num_gpus 1 asked for, but the Ray cluster has 0 GPU(s); set num_gpus: 0 to run on "
             "CPU or add GPU nodes")
@@ -96,7 +99,7 @@ async def test_a_call_before_its_algorithm_runs_waits_for_it_or_is_told_it_is_st
     finally:
         proc.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(proc.wait(), 60) == 0
-        for name in names[:3]:
+        for name in (*names[:3], names[4]):
             await asyncio.to_thread(serve.delete, name)
 
 
@@ -116,7 +119,8 @@ async def test_gateways_on_one_data_folder_share_one_local_cluster_that_stops_af
     on stdout is protocol, and the cluster stops once both have gone."""
     data = tmp_path / "data"
     registry = write_registry(tmp_path / "algorithms.yaml", ECHO,
-                              {**TEST, "name": "test-output", "target": "tests.algorithms:MakePng"})
+                              {**TEST, "name": "test-output", "target": "tests.algorithms:MakePng"},
+                              {**TEST, "name": "needs-a-gpu", "target": "tests.algorithms:Crash", "num_gpus": 1})
     first_mark, second_mark = new_mark(), new_mark()
     env = {"ALGO_MCP_REGISTRY": str(registry), "DATA_DIR": str(data), "LOCAL_CLUSTER_LINGER_S": "0",
            "START_WAIT_S": "55", "PYTHONPATH": str(ROOT), "FASTMCP_CHECK_FOR_UPDATES": "off"}
@@ -140,6 +144,8 @@ async def test_gateways_on_one_data_folder_share_one_local_cluster_that_stops_af
         assert warm["structuredContent"] == {"text": "warm"}
         assert local_cluster.current(data).pid == keeper.pid and cluster_processes(second_mark) == []
 
+        failed = await second.call("needs-a-gpu", {"crash": False})  # a failure is an answer, not a stray line
+        assert failed["isError"] and failed["content"][0]["text"].startswith("needs-a-gpu: num_gpus 1 asked for")
         made = (await second.call("test-output", {"size": 8}))["structuredContent"]["image"]
         assert made["url"].startswith("http://127.0.0.1:") and "/objects/outputs/sync-" in made["url"]
         async with httpx.AsyncClient() as http:

@@ -20,6 +20,7 @@ from redis.asyncio import Redis
 from engines.config import StoreConfig
 from engines.readiness import Readiness
 from engines.serving import stores
+from engines.serving.client import AlgorithmClient
 from engines.serving.deploy import deploy
 from engines.settings import Settings
 from engines.tasks.worker import TaskWorkerApp, TaskWorkerConfig
@@ -51,16 +52,16 @@ async def worker(server: Running, settings: Settings) -> AsyncIterator[ProxiedWo
     app = TaskWorkerApp(TaskWorkerConfig.of(settings, queue), settings, phase="proxied worker")
     readiness = Readiness()
     readiness.add(app.phase, 30)
-    redis = redis_pool(settings.redis_url)
+    redis, client = redis_pool(settings.redis_url), AlgorithmClient()
     try:
         await asyncio.to_thread(stores.register, queue)
-        await deploy([app], readiness)
+        await deploy([app], readiness, client)
         assert readiness.is_ready(app.phase), readiness.report()
         yield ProxiedWorker(proxy, TaskStore(redis, prefix=queue.prefix), redis)
     finally:
         await proxy.cut()
         await asyncio.to_thread(serve.delete, app.name)
-        await redis.aclose()
+        await asyncio.gather(redis.aclose(), client.close())
 
 
 async def test_a_task_that_ends_while_redis_is_unreachable_keeps_its_result(worker: ProxiedWorker,

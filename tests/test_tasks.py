@@ -195,3 +195,27 @@ async def test_an_unreachable_task_store_is_a_retry_later_error_naming_it(tmp_pa
         assert response.status_code == 503 and response.headers["retry-after"] == "5"
         assert response.json()["error"] == {"type": "unavailable",
                                             "message": "the task store (Redis) is not reachable; retry shortly"}
+
+
+async def test_a_task_waiting_on_a_busy_algorithm_counts_the_wait_against_its_timeout(server: Running):
+    """test-busy runs one call at a time and lets one more wait (per caller), within 4 s. Of three 1.5 s
+    tasks the worker starts together, one runs, one waits its turn (done by 3 s), and the third is told
+    "busy": it waits too (busy is backpressure, not failure), and that wait is part of its 4 s."""
+    tasks = server.gateway.runtime.tasks
+    records = [await tasks.submit("test-busy", {"seconds": 1.5}) for _ in range(3)]
+    finals = [await tasks.wait(r.task_id, 60) for r in records]
+    assert sorted(f.status.value for f in finals) == ["failed", "succeeded", "succeeded"], finals
+    failed = next(f for f in finals if f.status is TaskStatus.FAILED)
+    assert failed.error == {"type": "timed_out", "message": "test-busy timed out after 4 s"}
+
+
+async def test_task_tools_answer_errors_with_their_type_like_the_algorithm_tools(server: Running):
+    async with http_session(server.url, server.auth) as session:
+        missing = await session.call_tool("get_task", {"task_id": "ab12"})
+        cancelled = await session.call_tool("cancel_task", {"task_id": "ab12"})
+        listed = await session.call_tool("list_tasks", {"algorithm": "test-sleep-async", "limit": 1})
+    for answer in (missing, cancelled):
+        assert answer.is_error and answer.content[0].text == "no task 'ab12' (it may have expired)"
+        assert answer.structured_content == {"error": {"type": "unknown_task",
+                                                       "message": "no task 'ab12' (it may have expired)"}}
+    assert not listed.is_error and len(listed.structured_content["tasks"]) == 1

@@ -54,7 +54,8 @@ class AlgorithmSpec(BaseModel):
     num_gpus: float = Field(0, ge=0)
     batch: BatchSpec | None = None
     timeout_s: float = Field(60, gt=0, le=86_400)
-    max_queued: int = Field(16, ge=0, description="calls that may wait for a slot before 'busy'")
+    # Serve has no "no queue": its max_queued_requests is -1 (unbounded) or a positive number
+    max_queued: int = Field(16, ge=1, description="calls that may wait for a slot (per gateway) before 'busy'")
     prepare: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="media field → ImagePrep/VideoPrep, overriding the input model's")
     config: dict[str, Any] = Field(

@@ -34,6 +34,11 @@ class AlgorithmClient:
         self._handles: dict[str, DeploymentHandle] = {}
         self._latency_s: dict[str, float] = {}
 
+    async def close(self) -> None:
+        """Stop the handles' routers (they run in this event loop) before leaving Ray."""
+        handles, self._handles = list(self._handles.values()), {}
+        await asyncio.gather(*(h.shutdown_async() for h in handles), return_exceptions=True)
+
     def handle(self, name: str) -> DeploymentHandle:
         """A handle per algorithm, made on first use (a registry may list many)."""
         handle = self._handles.get(name)

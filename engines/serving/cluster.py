@@ -38,6 +38,9 @@ def prepare_env(settings: Settings) -> None:
     # port per replica, and we only ever call through handles.
     os.environ.setdefault("RAY_SERVE_ENABLE_DIRECT_INGRESS", "0")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    # Gateways join clusters by address only: a Ray call made after leaving (a Serve router's
+    # late callback at shutdown) must fail, not start a whole local cluster in the gateway.
+    os.environ.setdefault("RAY_ENABLE_AUTO_CONNECT", "0")
     for name, value in GRPC_MESSAGE_LIMIT.items():
         os.environ.setdefault(name, value)
     # Ray 2.60 turns token auth on for clusters it starts, and a process joining one by address

@@ -27,6 +27,7 @@ from engines.algorithms.registry import Entry
 from engines.config import digest
 from engines.loops import every
 from engines.readiness import Readiness
+from engines.serving.client import AlgorithmClient
 from engines.serving.cluster import REPLICA_ENV
 from engines.serving.replica import AlgorithmReplica
 from engines.settings import Settings
@@ -176,10 +177,10 @@ def _failure(name: str, app_message: str) -> str:
     return lines[0] if lines else app_message
 
 
-async def _running_fingerprint(name: str) -> str | None:
+async def _running_fingerprint(client: AlgorithmClient, name: str) -> str | None:
     """What a running application was deployed from (a digest; secrets only ever hashed)."""
     try:
-        return await serve.get_deployment_handle(name, app_name=name).fingerprint.remote()
+        return await client.handle(name).fingerprint.remote()
     except Exception:  # an older or foreign deployment under this name: redeploy it
         return None
 
@@ -209,8 +210,9 @@ async def _settle(apps: list[AppBuilder], readiness: Readiness) -> None:
     await every(_POLL_S, check, what="watching deployments")
 
 
-async def deploy(apps: list[AppBuilder], readiness: Readiness) -> None:
-    """Deploy every application unless it already runs as declared, wave by wave."""
+async def deploy(apps: list[AppBuilder], readiness: Readiness, client: AlgorithmClient) -> None:
+    """Deploy every application unless it already runs as declared, wave by wave; ``client``
+    asks running ones for their fingerprint (its handles are the gateway's, closed with it)."""
     resources = await asyncio.to_thread(ray.cluster_resources)
     reasons = unfit(apps, resources)
     for app in apps:
@@ -221,7 +223,9 @@ async def deploy(apps: list[AppBuilder], readiness: Readiness) -> None:
     for wave in sorted({app.wave for app in placeable}):
         todo = []
         for app in (a for a in placeable if a.wave == wave):
-            if running[app.name]["status"] == "RUNNING" and await _running_fingerprint(app.name) == app.fingerprint():
+            running_as_declared = running[app.name]["status"] == "RUNNING" and \
+                await _running_fingerprint(client, app.name) == app.fingerprint()
+            if running_as_declared:
                 log.info("%s: already running as declared, reused", app.name)
                 readiness.ready(app.phase, typical=False)
             else:
