@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from mcp.server.lowlevel import Server
 
 from tests.conftest import Running
 from tests.mcp_clients import ROOT, http_session, mcp_json_server, sse_session, stdio_session
@@ -153,7 +154,7 @@ def test_the_sdk_is_handed_our_schema_lookup(server: Running):
     """Pinned: FastMCP 4.1 does not pass the SDK server a schema lookup, so the gateway sets the SDK's
     documented ``get_tool_input_schema`` itself (per-call cost would grow with the registry otherwise)."""
     lowlevel = server.gateway.mcp._mcp_server
-    assert "get_tool_input_schema" in inspect.signature(type(lowlevel).__init__).parameters
+    assert isinstance(lowlevel, Server) and "get_tool_input_schema" in inspect.signature(Server.__init__).parameters
     assert lowlevel.get_tool_input_schema("local-echo")["properties"]["text"]["maxLength"] == 100_000
     assert lowlevel.get_tool_input_schema("wait_task")["properties"]["timeout_s"]["maximum"] == 50
     assert lowlevel.get_tool_input_schema("no-such-tool") is None
