@@ -20,14 +20,13 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 
-import ray
 import uvicorn
 import yaml
 from _bare_echo import SERVE_ECHO_APP, ServeEcho, bare_server
 from _common import Call, compare, note, print_table, ratio_cell, run, sequential, stats_cells
 from fastmcp import Client
 from fastmcp.client.transports import StdioTransport
-from ray import serve
+from ray import get_runtime_context, serve  # after _common: it sets the env Ray reads at import
 from starlette.applications import Starlette
 
 from engines.algorithms.registry import AlgorithmSpec, Registry
@@ -119,7 +118,7 @@ async def main() -> None:
         note("deploying a bare Serve echo (the floor for any Serve-backed tool, for scale)")
         await asyncio.to_thread(serve.run, ServeEcho.bind(), name=SERVE_ECHO_APP, route_prefix=None)
         serve_echo = serve.get_deployment_handle(ServeEcho.name, app_name=SERVE_ECHO_APP)
-        ray_address = ray.get_runtime_context().gcs_address
+        ray_address = get_runtime_context().gcs_address
         note("starting the HTTP servers and the stdio subprocesses")
         algo_url = await enter(serving(gateway.http_app()))
         bare_url = await enter(serving(bare.http_app(path="/mcp")))
