@@ -150,6 +150,24 @@ async def local_ray(data_dir: Path) -> AsyncIterator[str]:
         local.leave()
 
 
+@asynccontextmanager
+async def serving(app: Any) -> AsyncIterator[str]:
+    """Serve an ASGI ``app`` with uvicorn in this process on a free loopback port; yields its base URL."""
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on"))
+    task = asyncio.create_task(server.serve())
+    try:
+        while not server.started:
+            if task.done():
+                await task  # it failed to start: raise why
+            await asyncio.sleep(0.05)
+        yield f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        await task
+
+
 def run(main: Callable[[], Coroutine[Any, Any, None]]) -> None:
     """Run a bench on a private local Ray cluster, and leave no Ray process behind."""
     os.environ.setdefault("FASTMCP_CHECK_FOR_UPDATES", "off")

@@ -16,18 +16,15 @@ import dataclasses
 import os
 import sys
 import tempfile
-from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AsyncExitStack
 from pathlib import Path
 
-import uvicorn
 import yaml
 from _bare_echo import SERVE_ECHO_APP, ServeEcho, bare_server
-from _common import Call, compare, note, print_table, ratio_cell, run, sequential, stats_cells
+from _common import Call, compare, note, print_table, ratio_cell, run, sequential, serving, stats_cells
 from fastmcp import Client
 from fastmcp.client.transports import StdioTransport
 from ray import get_runtime_context, serve  # after _common: it sets the env Ray reads at import
-from starlette.applications import Starlette
 
 from engines.algorithms.registry import AlgorithmSpec, Registry
 from engines.settings import Settings
@@ -54,23 +51,6 @@ def tools_only(gateway: Gateway, registry: Registry) -> Gateway:
     gateway deployed it), and the other entries' tools are listed, never called.
     """
     return dataclasses.replace(gateway, registry=registry, mcp=mcp_server(registry, gateway.runtime))
-
-
-@asynccontextmanager
-async def serving(app: Starlette) -> AsyncIterator[str]:
-    """Serve ``app`` with uvicorn in this process on a free loopback port; yields the MCP URL."""
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on"))
-    task = asyncio.create_task(server.serve())
-    try:
-        while not server.started:
-            if task.done():
-                await task  # it failed to start: raise why
-            await asyncio.sleep(0.05)
-        port = server.servers[0].sockets[0].getsockname()[1]
-        yield f"http://127.0.0.1:{port}/mcp"
-    finally:
-        server.should_exit = True
-        await task
 
 
 def stdio(command: str, *args: str, **env: str) -> Client:
@@ -120,8 +100,8 @@ async def main() -> None:
         serve_echo = serve.get_deployment_handle(ServeEcho.name, app_name=SERVE_ECHO_APP)
         ray_address = get_runtime_context().gcs_address
         note("starting the HTTP servers and the stdio subprocesses")
-        algo_url = await enter(serving(gateway.http_app()))
-        bare_url = await enter(serving(bare.http_app(path="/mcp")))
+        algo_url = f"{await enter(serving(gateway.http_app()))}/mcp"
+        bare_url = f"{await enter(serving(bare.http_app(path='/mcp')))}/mcp"
         clients = {
             "in-memory": (algo_mem, await enter(Client(bare)), await enter(Client(bare_server(serve_echo)))),
             "stdio": (
@@ -151,7 +131,7 @@ async def main() -> None:
             rows += await compare_rows(transport, servers, OVERHEAD_GOAL)
 
         few, many = (tools_only(gateway, registry_of(spec, n)) for n in (FEW, MANY))
-        few_url, many_url = await enter(serving(few.http_app())), await enter(serving(many.http_app()))
+        few_url, many_url = [f"{await enter(serving(g.http_app()))}/mcp" for g in (few, many)]
         sized = {
             "in-memory": (await enter(Client(few.mcp)), await enter(Client(many.mcp))),
             "HTTP": (await enter(Client(few_url)), await enter(Client(many_url))),

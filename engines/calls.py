@@ -9,20 +9,27 @@ at once that it is starting.
 
 from __future__ import annotations
 
+import json
+import logging
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from pydantic import BaseModel
+
 from engines.algorithms.context import CallContext
-from engines.algorithms.registry import Registry
-from engines.errors import TaskFailed
+from engines.algorithms.registry import Entry, Registry
+from engines.errors import AlgoError, TaskFailed
 from engines.outputs import relink
 from engines.readiness import Progress, Readiness
 from engines.settings import Settings
 from engines.tasks.queue import TaskQueue
-from storage import TaskRecord, TaskStatus
+from storage import REDIS_UNREACHABLE, TaskRecord, TaskStatus
 
 if TYPE_CHECKING:  # it imports Ray, which the gateway imports only once it joins a cluster
     from engines.serving.client import AlgorithmClient
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -33,15 +40,34 @@ class Answered:
 
 
 @dataclass(frozen=True)
+class Recorded:
+    """A synchronous call's result and the task record it was kept as (None: not recorded)."""
+
+    task_id: str | None
+    result: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class Queued:
     """A task to follow: the algorithm runs (or will) in the task worker."""
 
     record: TaskRecord
 
 
+#: a sync call's record keeps its input up to this size (a task's is its work, kept whole)
+RECORDED_PAYLOAD_MAX_BYTES = 64 * 1024
+
+
+def _kept(payload: dict[str, Any]) -> dict[str, Any]:
+    size = len(json.dumps(payload, separators=(",", ":")))
+    if size <= RECORDED_PAYLOAD_MAX_BYTES:
+        return payload
+    return {"omitted": f"an input of {size} bytes; a sync call's record keeps at most {RECORDED_PAYLOAD_MAX_BYTES}"}
+
+
 def outcome(record: TaskRecord) -> dict[str, Any]:
     """An ended task's result, or its own error raised as :class:`TaskFailed`."""
-    if record.status is TaskStatus.SUCCEEDED:
+    if record.status is TaskStatus.COMPLETED:
         return record.result
     raise TaskFailed(record.error or {"type": record.status.value, "message": f"task {record.status.value}"})
 
@@ -71,6 +97,32 @@ class Calls:
         """Run the algorithm now and return its result, whatever its mode."""
         entry, inp = self.registry.validate(name, arguments)
         await self.readiness.wait(name, self.settings.start_wait_s, progress)
+        return await self._call(entry, inp)
+
+    async def invoke_recorded(self, name: str, arguments: Any) -> Recorded:
+        """:meth:`invoke`, with the call kept as a task record once it has run (``RECORD_SYNC_CALLS``),
+        so ``GET /tasks/{task_id}`` and the seed's dashboards see sync calls too. One Redis write after
+        the call; if Redis cannot take it, the caller still gets the result (``task_id`` None)."""
+        if not self.settings.record_sync_calls:
+            return Recorded(None, await self.invoke(name, arguments))
+        entry, inp = self.registry.validate(name, arguments)
+        await self.readiness.wait(name, self.settings.start_wait_s)
+        payload, started = _kept(inp.model_dump(mode="json")), time.time()
+        try:
+            result = await self._call(entry, inp)
+        except AlgoError as err:
+            await self._record(name, payload, started, error=err)
+            raise
+        return Recorded(await self._record(name, payload, started, result=result), result)
+
+    async def _call(self, entry: Entry, inp: BaseModel) -> dict[str, Any]:
         assert self._client is not None and self.tasks.config is not None, "ready implies joined"
-        result = await self._client.call(name, inp, entry.spec.timeout_s, CallContext(self.tasks.config.id))
+        result = await self._client.call(entry.name, inp, entry.spec.timeout_s, CallContext(self.tasks.config.id))
         return await relink(result, self.tasks.objects)
+
+    async def _record(self, name: str, payload: Any, started: float, **outcome: Any) -> str | None:
+        try:
+            return await (await self.tasks.store()).record_call(name, payload, started, **outcome)
+        except (*REDIS_UNREACHABLE, AlgoError) as exc:
+            log.warning("%s: the call ran but could not be recorded (%s)", name, exc)
+            return None

@@ -5,7 +5,8 @@
   + TaskFailed               422 a task ended without a result (an auto-mode answer)
   + Unauthorized             401 no or a wrong bearer token
   + Forbidden                403 a signed link that is unsigned, altered or expired
-  + UnknownAlgorithm         404 no such tool or route; names the closest ones
+  + UnknownAlgorithm         404 no such algorithm (REST route); names the closest ones
+    x UnknownTool            404 no such MCP tool; names the closest ones
   + UnknownTask              404 no such task (or it expired)
   + NotFound                 404 no such stored object
   + TooLarge                 413 a request body past ``MAX_REQUEST_BYTES``
@@ -105,19 +106,27 @@ def closest(name: str, known: Sequence[str], n: int = 3) -> list[str]:
 
 
 class UnknownAlgorithm(AlgoError):
-    """No algorithm (tool, route) by that name; says which registered ones are nearest."""
+    """No algorithm by that name; says which registered ones are nearest."""
 
     http_status = 404
     code = "unknown_algorithm"
+    what = "algorithm"
 
     def __init__(self, name: str, known: Sequence[str]) -> None:
         self.known = sorted(known)
         self.did_you_mean = closest(name, self.known)
         hint = f"did you mean {' or '.join(repr(n) for n in self.did_you_mean)}? " if self.did_you_mean else ""
-        super().__init__(f"no algorithm named {name!r}; {hint}known: {', '.join(self.known)}")
+        super().__init__(f"no {self.what} named {name!r}; {hint}known: {', '.join(self.known)}")
 
     def to_dict(self) -> dict[str, object]:
         return {**super().to_dict(), "known": self.known, "did_you_mean": self.did_you_mean}
+
+
+class UnknownTool(UnknownAlgorithm):
+    """An MCP tool name nobody registered (a misspelling, an old name)."""
+
+    code = "unknown_tool"
+    what = "tool"
 
 
 class UnknownTask(AlgoError):

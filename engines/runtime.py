@@ -158,7 +158,7 @@ class Runtime:
         if isinstance(self.objects, S3ObjectStore):
             await self.objects.ensure_bucket()
         self._heartbeats = heartbeats = Heartbeats(redis, prefix=self.settings.task_key_prefix)
-        worker_id = f"gateway:{socket.gethostname()}:{os.getpid()}"
+        worker_id = f"gateway-{socket.gethostname()}-{os.getpid()}".replace(":", "-")
 
         async def beat() -> None:
             await heartbeats.beat(worker_id, {"kind": "gateway", "pid": os.getpid()},

@@ -62,6 +62,8 @@ class Settings(BaseSettings):
     task_max_attempts: int = Field(3, ge=1, description="runs of a task whose worker or replica died, before it fails")
     task_visibility_timeout_seconds: float = Field(30, gt=0, description="a silent worker's task is redelivered")
     sync_budget_s: float = Field(20, gt=0, le=50, description="mode auto: answer inline if done within this")
+    record_sync_calls: bool = Field(
+        True, description="REST /invoke calls are recorded as task records, as the seed Ray Service did")
     callback_secret: SecretStr | None = Field(None, description="HMAC-SHA256 key for callback signatures")
     fetch_allowlist: str | None = Field(None, description="hosts, IPs or CIDRs outbound fetches may reach")
 

@@ -26,13 +26,14 @@ from mcp_server.body_limit import BodyLimit
 from mcp_server.object_routes import object_routes
 from mcp_server.rest import rest_app
 from mcp_server.task_tools import TaskTools
-from mcp_server.tools import ComponentTable, algorithm_tools
+from mcp_server.tools import ComponentTable, NearestTool, algorithm_tools
 from storage.objects import LocalObjectStore
 
 Lifespan = Callable[[FastMCP], AbstractAsyncContextManager[dict]]
 INSTRUCTIONS = ("Each algorithm tool runs one registered algorithm on Ray Serve. Arguments are checked "
                 "against the tool's schema; a 'busy' or 'starting' error says after how many seconds to retry. "
-                "Long jobs answer at once with a task_id: follow them with wait_task (or read task://<id>).")
+                "Long jobs answer at once with a task_id and say what to call next: wait_task with that "
+                "task_id (or read task://<id>). Output files come as links and as object:// resources.")
 
 
 @dataclass
@@ -74,12 +75,13 @@ def build_gateway(settings: Settings | None = None, registry: Registry | None = 
 
 
 def mcp_server(registry: Registry, runtime: Runtime, lifespan: Lifespan | None = None) -> FastMCP:
-    """The MCP face: a tool per entry of ``registry`` run by ``runtime``, the task tools, ``task://``."""
+    """The MCP face: a tool per entry of ``registry`` run by ``runtime``, the task tools, ``task://`` and
+    ``object://``."""
     tasks = TaskTools(runtime.tasks, runtime.objects)
     table = ComponentTable([*algorithm_tools(registry, runtime.calls, runtime.objects), *tasks.tools()],
                            tasks.templates())
     mcp = FastMCP("algo-mcp", instructions=INSTRUCTIONS, lifespan=lifespan, providers=[table],
-                  mask_error_details=True)
+                  middleware=[NearestTool(table)], mask_error_details=True)
     # On the 2026-07-28 (sessionless) protocol the SDK checks Mcp-Param headers on every tools/call
     # against the tool's schema, running the whole tools/list unless the server hands it a lookup;
     # FastMCP 4.1 does not, so a call's cost grew with the number of tools. Ours is a dict lookup.

@@ -1,18 +1,23 @@
-"""The seed Ray Service's REST API (``POST /invoke/{name}``, tasks, ``/healthz``) with OpenAPI at ``/docs``.
+"""The seed Ray Service's REST API, unchanged, with OpenAPI at ``/docs``.
 
-One typed route per algorithm, so ``/docs`` shows each body and answer
-schema; errors use the same wording and codes as the MCP tools.
+``POST /invoke/{name}`` and ``POST /tasks/{name}`` take the algorithm's input as
+the body (a task's ``callback_url`` is a query parameter); ``/invoke`` answers
+``{task_id, status, result}`` and is recorded like a task; ``GET /tasks/{id}``
+is the record, polled until ``status`` is ``completed`` or ``failed``. One typed
+route per algorithm, so ``/docs`` shows each body and answer schema; errors use
+the same wording and codes as the MCP tools.
 """
 
 from __future__ import annotations
 
 import asyncio
 import inspect
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
-from fastapi import FastAPI, Path, Request
+from fastapi import FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, create_model
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse
 
@@ -21,9 +26,9 @@ from engines.algorithms.validation import describe
 from engines.calls import Calls
 from engines.errors import AlgoError, UnknownAlgorithm, ValidationFailed
 from engines.runtime import Runtime
-from engines.tasks.queue import TASK_ID_MAX_LENGTH, TASK_ID_PATTERN
+from engines.tasks.queue import TASK_ID_MAX_LENGTH, TASK_ID_PATTERN, TaskQueue
 from mcp_server.errors import http_error
-from mcp_server.tools import TaskRef
+from storage import TaskStatus
 
 
 async def _until_disconnected(request: Request) -> None:
@@ -44,22 +49,50 @@ async def _unless_disconnected(request: Request, work: Any) -> Any:
     return await call
 
 
-def _invoke_route(calls: Calls, entry: Entry):
-    async def invoke(request: Request, body: Any) -> Any:
-        return await _unless_disconnected(request, calls.invoke(entry.name, body))
-
-    invoke.__signature__ = inspect.Signature([
+def _typed(entry: Entry, route: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    """``route(request, body, **query)`` with the body typed as the algorithm's input, for FastAPI
+    (validation, ``/docs``)."""
+    params = [p for p in inspect.signature(route).parameters.values() if p.name not in ("request", "body")]
+    route.__signature__ = inspect.Signature([  # type: ignore[attr-defined]
         inspect.Parameter("request", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Request),
         inspect.Parameter("body", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=entry.cls.Input),
+        *params,
     ])
-    return invoke
+    return route
 
 
-class TaskSubmission(BaseModel):
-    """The seed's submit body: the algorithm's input, and where to POST the final record."""
+def _invoke_route(calls: Calls, entry: Entry) -> Callable[..., Awaitable[Any]]:
+    async def invoke(request: Request, body: Any) -> dict[str, Any]:
+        done = await _unless_disconnected(request, calls.invoke_recorded(entry.name, body))
+        return {"task_id": done.task_id, "status": TaskStatus.COMPLETED.value, "result": done.result}
 
-    input: dict[str, Any] = Field(description="the algorithm's input, as for /invoke/{name}")
-    callback_url: str | None = Field(None, description="receives the final task record, HMAC-signed")
+    return _typed(entry, invoke)
+
+
+CallbackUrl = Annotated[str | None, Query(description="receives the final task record (POST, JSON, signed "
+                                                      "X-Algo-MCP-Signature when CALLBACK_SECRET is set)")]
+
+
+def _submit_route(tasks: TaskQueue, entry: Entry) -> Callable[..., Awaitable[Any]]:
+    async def submit(request: Request, body: Any, callback_url: CallbackUrl = None) -> JSONResponse:
+        record = await tasks.submit(entry.name, body, callback_url=callback_url)
+        return JSONResponse({"task_id": record.task_id, "status": record.status.value}, status_code=202)
+
+    return _typed(entry, submit)
+
+
+def _invoked_model(entry: Entry) -> type[BaseModel]:
+    """``/invoke``'s answer for ``entry``, for ``/docs``."""
+    return create_model(f"{entry.cls.Output.__name__}Invoked",
+                        task_id=(str | None, Field(description="the call's task record (GET /tasks/{task_id}); "
+                                                               "null when it could not be recorded")),
+                        status=(str, Field(description="completed")),
+                        result=(entry.cls.Output, Field(description="the algorithm's output")))
+
+
+class Submitted(BaseModel):
+    task_id: str = Field(description="poll GET /tasks/{task_id} until status is completed or failed")
+    status: str = Field(description="queued")
 
 
 TaskIdPath = Annotated[str, Path(min_length=1, max_length=TASK_ID_MAX_LENGTH, pattern=TASK_ID_PATTERN,
@@ -99,21 +132,20 @@ def rest_app(runtime: Runtime) -> FastAPI:
         return JSONResponse({"error": {"type": "bad_request" if err.status_code == 400 else "http_error",
                                        "message": message}}, status_code=err.status_code, headers=err.headers)
 
+    refusals = {429: {"description": "busy, retry after (Retry-After)"},
+                503: {"description": "starting or unavailable, retry after (Retry-After)"}}
     for entry in registry:
         app.post(f"/invoke/{entry.name}", name=f"invoke {entry.name}", tags=["invoke"],
-                 summary=entry.spec.description or None,
-                 response_model=None, responses={200: {"model": entry.cls.Output},
-                                                 429: {"description": "busy, retry after"}},
-                 )(_invoke_route(calls, entry))
+                 summary=entry.spec.description or None, response_model=None,
+                 responses={200: {"model": _invoked_model(entry)}, **refusals})(_invoke_route(calls, entry))
+        app.post(f"/tasks/{entry.name}", name=f"submit {entry.name}", tags=["tasks"],
+                 summary=f"submit a {entry.name} task; answers at once", response_model=None, status_code=202,
+                 responses={202: {"model": Submitted}, **refusals})(_submit_route(tasks, entry))
 
     @app.post("/invoke/{name}", tags=["invoke"], include_in_schema=False)
+    @app.post("/tasks/{name}", tags=["tasks"], include_in_schema=False)
     async def unknown(name: str) -> JSONResponse:
         return http_error(UnknownAlgorithm(name, registry.names()))
-
-    @app.post("/tasks/{name}", tags=["tasks"], summary="submit a long job; answers at once")
-    async def submit_task(name: str, body: TaskSubmission) -> JSONResponse:
-        record = await tasks.submit(name, body.input, callback_url=body.callback_url)
-        return JSONResponse(TaskRef.of(record).model_dump(), status_code=202)
 
     @app.get("/tasks/{task_id}", tags=["tasks"], summary="a task's record")
     async def get_task(task_id: TaskIdPath) -> dict[str, Any]:

@@ -14,19 +14,21 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from fastmcp.exceptions import NotFoundError
 from fastmcp.resources import ResourceTemplate
 from fastmcp.server.dependencies import get_context
+from fastmcp.server.middleware import CallNext, Middleware, MiddlewareContext
 from fastmcp.server.providers import Provider
 from fastmcp.tools import Tool, ToolResult
-from mcp_types import ToolAnnotations
+from mcp_types import CallToolRequestParams, ToolAnnotations
 from pydantic import BaseModel, Field, PrivateAttr, TypeAdapter
 
 from engines.algorithms.registry import Entry, Registry
 from engines.calls import Answered, Calls
-from engines.errors import AlgoError
+from engines.errors import AlgoError, UnknownTool
 from engines.readiness import Progress
+from mcp_server.answers import answer
 from mcp_server.errors import tool_error
-from mcp_server.inline_media import with_inline_images
 from storage import TaskRecord
 from storage.objects import ObjectStore
 
@@ -34,10 +36,10 @@ POLL_AFTER_S = 2.0
 
 
 class TaskRef(BaseModel):
-    """What a long job returns at once: where to follow it."""
+    """What a long job returns at once: where to follow it (its text says which tool to call)."""
 
     task_id: str = Field(description="the task's id")
-    status: str = Field(description="queued, running, succeeded, failed or cancelled")
+    status: str = Field(description="queued, running, completed, failed or cancelled")
     resource: str = Field(description="MCP resource with the task record, task://<id>")
     poll_after_s: float = Field(description="a sensible delay before asking again (or call wait_task)")
 
@@ -81,6 +83,7 @@ class AlgorithmTool(Tool):
         algo = entry.cls
         tool = cls(
             name=entry.name,
+            title=entry.spec.display_title,
             description=entry.spec.description or (algo.__doc__ or entry.name).strip(),
             parameters=algo.Input.model_json_schema(),
             output_schema=_output_schema(entry),
@@ -95,11 +98,12 @@ class AlgorithmTool(Tool):
 
     async def run(self, arguments: dict[str, Any]) -> ToolResult:
         try:
-            answer = await self._calls.run(self.name, arguments, progress_notifier())
+            outcome = await self._calls.run(self.name, arguments, progress_notifier())
         except AlgoError as err:
             return tool_error(err)
-        result = answer.result if isinstance(answer, Answered) else TaskRef.of(answer.record).model_dump()
-        return await with_inline_images(result, self._objects)
+        if isinstance(outcome, Answered):
+            return await answer(outcome.result, self._objects)
+        return await answer(TaskRef.of(outcome.record).model_dump(), self._objects, task=True)
 
 
 class ComponentTable(Provider):
@@ -123,6 +127,24 @@ class ComponentTable(Provider):
     def input_schema(self, name: str) -> dict[str, Any] | None:
         tool = self._tools.get(name)
         return tool.parameters if tool else None
+
+    def names(self) -> list[str]:
+        return list(self._tools)
+
+
+class NearestTool(Middleware):
+    """A call to a tool nobody registered (``text-embeddings``) is answered with the closest names
+    (``text-embedding``), as a tool error a model can act on, not FastMCP's bare "Unknown tool"."""
+
+    def __init__(self, table: ComponentTable) -> None:
+        self.table = table
+
+    async def on_call_tool(self, context: MiddlewareContext[CallToolRequestParams],
+                           call_next: CallNext[CallToolRequestParams, ToolResult]) -> ToolResult:
+        try:
+            return await call_next(context)
+        except NotFoundError:
+            return tool_error(UnknownTool(context.message.name, self.table.names()))
 
 
 def algorithm_tools(registry: Registry, calls: Calls, objects: ObjectStore) -> list[Tool]:

@@ -2,8 +2,9 @@
 
 A script runs alone on the server, so "read the status, then write" cannot
 interleave with another client: a cancelled task can never be turned into a
-succeeded one, and a redelivered message is counted exactly once. Timestamps
-come from the server's clock (``TIME``), so every worker agrees on them.
+completed one, and a redelivered message is counted exactly once. Timestamps
+come from the server's clock (``TIME``), so every worker agrees on them. Every
+status change also sets ``ts``, as the seed Ray Service did, for its dashboards.
 
 Scripts about one task share a calling convention:
 ``KEYS = [task hash, stream, done list]`` and
@@ -13,7 +14,8 @@ Scripts about one task share a calling convention:
 from __future__ import annotations
 
 _PRELUDE = """
-local TERMINAL = {succeeded = true, failed = true, cancelled = true}
+-- 'succeeded': what versions before 'completed' (the seed's word) wrote
+local TERMINAL = {completed = true, succeeded = true, failed = true, cancelled = true}
 
 local function now()
   local t = redis.call('TIME')
@@ -26,14 +28,15 @@ local function finish(status, result, err)
   local current = redis.call('HGET', KEYS[1], 'status')
   if not current then return -1 end
   if TERMINAL[current] then return 0 end
-  local fields = {'status', status, 'finished_at', now()}
-  if status == 'succeeded' then
+  local at = now()
+  local fields = {'status', status, 'finished_at', at, 'ts', at}
+  if status == 'completed' then
     table.insert(fields, 'progress'); table.insert(fields, '1')
   end
   if result ~= '' then table.insert(fields, 'result'); table.insert(fields, result) end
   if err ~= '' then table.insert(fields, 'error'); table.insert(fields, err) end
   redis.call('HSET', KEYS[1], unpack(fields))
-  if status == 'succeeded' then redis.call('HDEL', KEYS[1], 'progress_message') end
+  if status == 'completed' then redis.call('HDEL', KEYS[1], 'progress_message') end
   local message_id = redis.call('HGET', KEYS[1], 'message_id')
   if message_id then redis.pcall('XACK', KEYS[2], ARGV[1], message_id) end
   redis.call('EXPIRE', KEYS[1], ARGV[2])
@@ -45,17 +48,37 @@ local function finish(status, result, err)
 end
 """
 
-# KEYS: task hash, stream. ARGV: task id, algorithm, then field/value pairs.
+# KEYS: task hash, stream. ARGV: task id, algorithm, payload JSON, stream retention
+# seconds, then more field/value pairs. The stream entry carries what the seed's did
+# (task_id, model, payload, status, ts); entries older than the retention are trimmed.
 # Idempotent, so a client retry after a lost reply cannot enqueue the task twice.
 SUBMIT = _PRELUDE + """
 if redis.call('EXISTS', KEYS[1]) == 1 then
   return {redis.call('HGET', KEYS[1], 'message_id'), redis.call('HGET', KEYS[1], 'created_at')}
 end
 local created_at = now()
-local message_id = redis.call('XADD', KEYS[2], '*', 'task_id', ARGV[1], 'algorithm', ARGV[2])
-redis.call('HSET', KEYS[1], 'algorithm', ARGV[2], 'status', 'queued', 'progress', '0',
-           'attempts', '0', 'created_at', created_at, 'message_id', message_id, unpack(ARGV, 3))
+local t = redis.call('TIME')
+local oldest = string.format('%d-0', math.max(0, (tonumber(t[1]) - tonumber(ARGV[4])) * 1000))
+local message_id = redis.call('XADD', KEYS[2], 'MINID', '~', oldest, '*', 'task_id', ARGV[1],
+                              'algorithm', ARGV[2], 'model', ARGV[2], 'payload', ARGV[3],
+                              'status', 'queued', 'ts', created_at)
+redis.call('HSET', KEYS[1], 'task_id', ARGV[1], 'algorithm', ARGV[2], 'model', ARGV[2], 'payload', ARGV[3],
+           'status', 'queued', 'progress', '0', 'attempts', '0', 'created_at', created_at, 'ts', created_at,
+           'message_id', message_id, unpack(ARGV, 5))
 return {message_id, created_at}
+"""
+
+# KEYS: task hash. ARGV: task id, algorithm, payload JSON, status, result or error field
+# name, its JSON, started_at, ttl seconds. A synchronous call, recorded once it has ended
+# (it is in no queue: the stream is the work queue), readable like a task until it expires.
+RECORD = _PRELUDE + """
+local at = now()
+redis.call('HSET', KEYS[1], 'task_id', ARGV[1], 'algorithm', ARGV[2], 'model', ARGV[2], 'payload', ARGV[3],
+           'status', ARGV[4], ARGV[5], ARGV[6], 'progress', ARGV[4] == 'completed' and '1' or '0',
+           'attempts', '1', 'max_attempts', '1', 'created_at', ARGV[7], 'started_at', ARGV[7],
+           'finished_at', at, 'ts', at)
+redis.call('EXPIRE', KEYS[1], ARGV[8])
+return 1
 """
 
 # ARGV[4]: delivered message id, ARGV[5]: claiming worker.
@@ -79,7 +102,8 @@ if attempts >= max_attempts then
   return false
 end
 redis.call('HINCRBY', KEYS[1], 'attempts', 1)
-redis.call('HSET', KEYS[1], 'status', 'running', 'worker_id', ARGV[5], 'started_at', now())
+local at = now()
+redis.call('HSET', KEYS[1], 'status', 'running', 'worker_id', ARGV[5], 'started_at', at, 'ts', at)
 redis.call('PUBLISH', ARGV[3], 'running')
 return redis.call('HGETALL', KEYS[1])
 """

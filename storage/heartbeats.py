@@ -1,7 +1,11 @@
 """Who is alive: gateways and task workers each keep a key with a TTL (``{prefix}:heartbeat:{id}``).
 
 Kept apart from tasks (as arq keeps health checks apart from jobs): a worker
-beats whether or not it runs tasks, and ``/healthz`` lists the live ones.
+beats whether or not it runs tasks, and ``/healthz`` lists the live ones. The
+heartbeat's value is the beat's time in unix seconds, as the seed Ray Service
+wrote it (its dashboards read ``float(value)``); what else is known of the
+worker sits beside it in ``{prefix}:worker:{id}``. Worker ids hold no ``:``
+(those dashboards take the id as the key's last part).
 """
 
 from __future__ import annotations
@@ -24,12 +28,21 @@ class Heartbeats:
 
     async def beat(self, worker_id: str, info: Mapping[str, Any], ttl_s: float) -> None:
         """Say this worker is alive for ``ttl_s`` more seconds."""
-        data = {**info, "worker_id": worker_id, "beat_at": time.time()}
-        await self.redis.set(self.keys.heartbeat(worker_id), dumps(data), px=max(1, int(ttl_s * 1000)))
+        if ":" in worker_id:
+            raise ValueError(f"worker id {worker_id!r}: no ':' (dashboards split heartbeat keys on it)")
+        ttl_ms = max(1, int(ttl_s * 1000))
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.set(self.keys.heartbeat(worker_id), repr(time.time()), px=ttl_ms)
+            pipe.set(self.keys.worker(worker_id), dumps(dict(info)), px=ttl_ms)
+            await pipe.execute()
 
     async def live(self) -> list[dict[str, Any]]:
-        """Every worker whose heartbeat has not expired, by id."""
-        keys = [k async for k in self.redis.scan_iter(match=self.keys.heartbeat_pattern, count=500)]
-        values = await self.redis.mget(keys) if keys else []
-        workers = [json.loads(v) for v in values if v]
-        return sorted(workers, key=lambda w: str(w.get("worker_id")))
+        """Every worker whose heartbeat has not expired, by id: ``{worker_id, beat_at, **info}``."""
+        keys = sorted([k async for k in self.redis.scan_iter(match=self.keys.heartbeat_pattern, count=500)])
+        if not keys:
+            return []
+        ids = [key.rsplit(":", 1)[-1] for key in keys]
+        beats = await self.redis.mget(keys)
+        infos = await self.redis.mget([self.keys.worker(i) for i in ids])
+        return [{**json.loads(info or "{}"), "worker_id": i, "beat_at": float(beat)}
+                for i, beat, info in zip(ids, beats, infos, strict=True) if beat]

@@ -6,24 +6,34 @@ change here is a breaking change. Nothing outside ``storage/`` builds a name.
 ==============================  ========  ===================================================
 name                            type      what it holds
 ==============================  ========  ===================================================
-``{prefix}:task:{id}``          hash      one task record (see ``TaskRecord``); expires
-                                          ``task_ttl_s`` after it reaches a terminal state
-``{prefix}:tasks``              stream    every submission (``task_id``, ``algorithm``), kept
-                                          for audit and replay; consumer group ``workers`` on
-                                          it is the work queue
+``{prefix}:task:{id}``          hash      one task record (see ``TaskRecord``), or a recorded
+                                          synchronous call; expires ``task_ttl_s`` after it
+                                          reaches a terminal state
+``{prefix}:tasks``              stream    every submission (``task_id``, ``model``/``algorithm``,
+                                          ``payload``, ``status``, ``ts``), kept for audit and
+                                          replay for ``task_ttl_s``; consumer group ``workers``
+                                          on it is the work queue
 ``{prefix}:done:{id}``          list      one element, pushed when the task becomes terminal;
                                           waiters block on it (BLMOVE) instead of polling
-``{prefix}:heartbeat:{worker}`` string    JSON worker info, with a TTL: alive while it exists
+``{prefix}:heartbeat:{worker}`` string    the worker's last beat (unix seconds), with a TTL:
+                                          alive while it exists
+``{prefix}:worker:{worker}``    string    JSON worker info (kind, pid, …), with the same TTL
 ``{prefix}:events:{id}``        channel   pub/sub: the task's status or progress changed
 ``{prefix}:cancel``             channel   pub/sub: a task id, published when it is cancelled
 ==============================  ========  ===================================================
 
-Task hash fields (strings; JSON where noted): ``algorithm``, ``payload`` (JSON),
-``status`` (queued | running | succeeded | failed | cancelled), ``progress``
-(0..1), ``progress_message``, ``result`` (JSON), ``error`` (JSON ``{type,
-message}``), ``attempts``, ``max_attempts``, ``timeout_s``, ``callback_url``,
-``worker_id``, ``created_at``/``started_at``/``finished_at`` (unix seconds,
-the server's clock), ``message_id`` (its stream entry).
+With the prefix ``ray_service`` this is the seed Ray Service's own layout: its
+hash fields ``task_id``, ``model``, ``payload``, ``status``, ``result`` and ``ts``,
+its stream entries and its heartbeat values are all there, so its dashboards
+keep working.
+
+Task hash fields (strings; JSON where noted): ``task_id``, ``algorithm`` (and
+``model``, the seed's name for it), ``payload`` (JSON), ``status`` (queued |
+running | completed | failed | cancelled), ``progress`` (0..1),
+``progress_message``, ``result`` (JSON), ``error`` (JSON ``{type, message}``),
+``attempts``, ``max_attempts``, ``timeout_s``, ``callback_url``, ``worker_id``,
+``created_at``/``started_at``/``finished_at`` (unix seconds, the server's clock),
+``ts`` (the last status change), ``message_id`` (its stream entry).
 """
 
 from __future__ import annotations
@@ -64,6 +74,9 @@ class KeyLayout:
     @property
     def heartbeat_pattern(self) -> str:
         return f"{self.prefix}:heartbeat:*"
+
+    def worker(self, worker_id: str) -> str:
+        return f"{self.prefix}:worker:{worker_id}"
 
     def events(self, task_id: str) -> str:
         return f"{self.prefix}:events:{task_id}"

@@ -40,9 +40,11 @@ LIST_SCAN_LIMIT = 10_000
 
 
 class TaskStatus(StrEnum):
+    """The seed Ray Service's words, and the MCP tasks specification's."""
+
     QUEUED = "queued"  # submitted; waiting in the stream for a worker
     RUNNING = "running"  # a worker has claimed it and started it
-    SUCCEEDED = "succeeded"  # ended with a result
+    COMPLETED = "completed"  # ended with a result
     FAILED = "failed"  # ended with an error (including workers dying too often)
     CANCELLED = "cancelled"  # ended at a caller's request; a late result is dropped
 
@@ -50,8 +52,12 @@ class TaskStatus(StrEnum):
     def terminal(self) -> bool:
         return self in TERMINAL_STATUSES
 
+    @classmethod
+    def _missing_(cls, value: object) -> TaskStatus | None:
+        return cls.COMPLETED if value == "succeeded" else None  # records of versions before "completed"
 
-TERMINAL_STATUSES = frozenset({TaskStatus.SUCCEEDED, TaskStatus.FAILED, TaskStatus.CANCELLED})
+
+TERMINAL_STATUSES = frozenset({TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED})
 _PRIVATE_FIELDS = frozenset({"message_id"})
 
 
@@ -139,7 +145,7 @@ class TaskStore:
         s = redis.register_script
         self._submit, self._claim = s(_scripts.SUBMIT), s(_scripts.CLAIM)
         self._progress, self._finish, self._cancel = s(_scripts.PROGRESS), s(_scripts.FINISH), s(_scripts.CANCEL)
-        self._renew, self._retry = s(_scripts.RENEW_LEASES), s(_scripts.RETRY)
+        self._renew, self._retry, self._record = s(_scripts.RENEW_LEASES), s(_scripts.RETRY), s(_scripts.RECORD)
         self._batch = CommandBatch(redis)
 
     # -- callers ---------------------------------------------------------
@@ -160,26 +166,41 @@ class TaskStore:
             raise ValueError("timeout_s must be positive")
         await self._ensure_group()
         task_id = uuid4().hex
-        fields = {"payload": dumps(payload), "max_attempts": str(max_attempts)}
+        payload_json = dumps(payload)
+        fields = {"max_attempts": str(max_attempts)}
         if timeout_s is not None:
             fields["timeout_s"] = repr(float(timeout_s))
         if callback_url:
             fields["callback_url"] = callback_url
         pairs = [x for kv in fields.items() for x in kv]
         message_id, created_at = await self._batch.script(
-            self._submit, [self.keys.task(task_id), self.keys.stream], [task_id, algorithm, *pairs]
-        )
+            self._submit, [self.keys.task(task_id), self.keys.stream],
+            [task_id, algorithm, payload_json, str(self.task_ttl_s), *pairs])
         return TaskRecord(
             task_id=task_id,
             algorithm=algorithm,
             status=TaskStatus.QUEUED,
-            payload=json.loads(fields["payload"]),  # as get() will return it
+            payload=json.loads(payload_json),  # as get() will return it
             max_attempts=max_attempts,
             timeout_s=None if timeout_s is None else float(timeout_s),
             callback_url=callback_url or None,
             created_at=float(created_at),
             message_id=message_id,
         )
+
+    async def record_call(self, algorithm: str, payload: Any, started_at: float, *, result: Any = None,
+                          error: Mapping[str, Any] | BaseException | None = None) -> str:
+        """Record a synchronous call that has ended, as a task readable with :meth:`get` until it
+        expires (the seed Ray Service recorded every call); its id. ``started_at``: the caller's clock."""
+        task_id = uuid4().hex
+        if error is None:
+            status, field, value = TaskStatus.COMPLETED, "result", dumps(result)
+        else:
+            status, field, value = TaskStatus.FAILED, "error", dumps(error_dict(error))
+        await self._batch.script(self._record, [self.keys.task(task_id)],
+                                 [task_id, algorithm, dumps(payload), status.value, field, value,
+                                  f"{started_at:.6f}", str(self.task_ttl_s)])
+        return task_id
 
     async def get(self, task_id: str) -> TaskRecord | None:
         h = await self._batch.command("HGETALL", self.keys.task(task_id))

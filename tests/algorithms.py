@@ -16,7 +16,7 @@ from engines.media import Frames, ImagePrep, ImageRule, Media, VideoPrep, VideoR
 
 
 class SleepInput(BaseModel):
-    seconds: float = Field(ge=0, le=120)
+    seconds: float = Field(ge=0, le=120, description="how long to sleep", examples=[0.5])
     marker: str | None = Field(None, description="file the replica writes 'started', then 'slept' or 'cancelled'")
 
 
@@ -62,7 +62,8 @@ class SleepAuto(Sleep):
 
 
 class CrashInput(BaseModel):
-    crash: bool = Field(description="end the replica's process mid-call, as a segfault or the OOM killer would")
+    crash: bool = Field(description="end the replica's process mid-call, as a segfault or the OOM killer would",
+                        examples=[False])
     once_marker: str | None = Field(None, description="crash only if this file is missing (it is created first)")
 
 
@@ -86,7 +87,7 @@ class Crash(Algorithm):
 
 
 class BlobInput(BaseModel):
-    size: int = Field(ge=0, le=16_000_000, description="characters in the result")
+    size: int = Field(ge=0, le=16_000_000, description="characters in the result", examples=[1000])
 
 
 class BlobOutput(BaseModel):
@@ -132,8 +133,10 @@ PROBE_VIDEO_RULE = VideoRule(max_duration_s=10)
 
 
 class ProbeInput(BaseModel):
-    image: Annotated[str | None, media(PROBE_IMAGE_RULE, ImagePrep(format="PNG", max_side=64))] = None
-    video: Annotated[str | None, media(PROBE_VIDEO_RULE, VideoPrep(frames=Frames(count=3, max_side=32)))] = None
+    image: Annotated[str | None, media(PROBE_IMAGE_RULE, ImagePrep(format="PNG", max_side=64))] = Field(
+        None, description="an image to look at")
+    video: Annotated[str | None, media(PROBE_VIDEO_RULE, VideoPrep(frames=Frames(count=3, max_side=32)))] = Field(
+        None, description="a video to look at")
 
 
 class ProbeOutput(BaseModel):
@@ -160,7 +163,7 @@ class MediaProbe(Algorithm):
 
 
 class SlowStartInput(BaseModel):
-    text: str = Field(description="sent back")
+    text: str = Field(description="sent back", examples=["hello"])
 
 
 class SlowStart(Algorithm):

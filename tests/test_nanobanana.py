@@ -18,7 +18,7 @@ async def test_an_image_is_generated_stored_and_returned_as_a_link_and_inline(
         assert ref["status"] == "queued"
         done = await session.call_tool("wait_task", {"task_id": ref["task_id"], "timeout_s": 45})
     record = done.structured_content
-    assert record["status"] == "succeeded", record
+    assert record["status"] == "completed", record
     image = record["result"]["image"]
     assert image["key"] == f"outputs/{ref['task_id']}/image.png" and image["content_type"] == "image/png"
     sent = next(g for g in nanobanana_api.generated if g["taskId"] == record["result"]["provider_task_id"])
@@ -59,7 +59,7 @@ async def test_wait_task_sends_the_providers_progress(server: Running):
         ref = (await session.call_tool("nanobanana-image", {"prompt": "a slow fox"})).structured_content
         done = await session.call_tool("wait_task", {"task_id": ref["task_id"], "timeout_s": 45},
                                        progress_callback=on_progress)
-    assert done.structured_content["status"] == "succeeded"
+    assert done.structured_content["status"] == "completed"
     messages = [m for _, m in seen]
     assert "submitted to NanoBanana" in messages or "generating" in messages
     assert [p for p, _ in seen] == sorted(p for p, _ in seen)

@@ -24,7 +24,7 @@ async def replica_pid(server: Running) -> int:
     async def answer() -> int | None:
         async with httpx.AsyncClient(base_url=server.url, headers=server.auth, timeout=WAIT_S) as http:
             reply = await http.post(f"/invoke/{CRASH}", json={"crash": False})
-        return reply.json()["pid"] if reply.status_code == 200 else None
+        return reply.json()["result"]["pid"] if reply.status_code == 200 else None
 
     return await poll(answer, timeout_s=WAIT_S, interval_s=0.5, what=f"a {CRASH} replica serves")
 
@@ -52,7 +52,7 @@ async def test_a_task_whose_replica_dies_runs_again_and_succeeds(server: Running
     task = await store.submit(CRASH, {"crash": True, "once_marker": str(marker)}, max_attempts=2)
     ended = await store.wait(task.task_id, WAIT_S)
     assert marker.exists()  # the first run did kill its replica
-    assert ended is not None and ended.status is TaskStatus.SUCCEEDED, ended
+    assert ended is not None and ended.status is TaskStatus.COMPLETED, ended
     assert ended.attempts == 2 and isinstance(ended.result["pid"], int)
 
 

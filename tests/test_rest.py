@@ -15,10 +15,15 @@ async def rest(server: Running):
         yield http
 
 
-async def test_invoke_runs_the_algorithm(rest: httpx.AsyncClient):
+async def test_invoke_answers_the_result_and_records_the_call_like_a_task(rest: httpx.AsyncClient):
     response = await rest.post("/invoke/local-echo", json={"text": "rest"})
     assert response.status_code == 200
-    assert response.json() == {"text": "rest"}
+    answer = response.json()
+    assert answer["status"] == "completed" and answer["result"] == {"text": "rest"}
+    record = (await rest.get(f"/tasks/{answer['task_id']}")).json()
+    assert (record["status"], record["algorithm"], record["payload"], record["result"]) == (
+        "completed", "local-echo", {"text": "rest"}, {"text": "rest"})
+    assert record["finished_at"] >= record["started_at"] > 0 and record["attempts"] == 1
 
 
 async def test_unknown_algorithm_is_404_listing_the_names(rest: httpx.AsyncClient):

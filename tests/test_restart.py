@@ -47,7 +47,7 @@ async def test_a_task_survives_a_killed_gateway(server: Running, settings, tmp_p
     first = await start_gateway(env, url)
     try:
         async with httpx.AsyncClient(base_url=url, headers=server.auth) as http:
-            body = {"input": {"seconds": 4, "marker": str(marker)}}
+            body = {"seconds": 4, "marker": str(marker)}
             submitted = await http.post("/tasks/test-sleep-async", json=body)
             task_id = submitted.json()["task_id"]
             await poll(marked(marker, "started"))
@@ -65,10 +65,10 @@ async def test_a_task_survives_a_killed_gateway(server: Running, settings, tmp_p
         async with httpx.AsyncClient(base_url=url, headers=server.auth) as http:
             async def ended() -> dict | None:
                 record = (await http.get(f"/tasks/{task_id}")).json()
-                return record if record["status"] in ("succeeded", "failed", "cancelled") else None
+                return record if record["status"] in ("completed", "failed", "cancelled") else None
 
             record = await poll(ended, timeout_s=120, interval_s=0.5, what="the task ended")
-        assert record["status"] == "succeeded" and record["result"] == {"slept": 4}
+        assert record["status"] == "completed" and record["result"] == {"slept": 4}
     finally:
         second.send_signal(signal.SIGINT)
         await asyncio.wait_for(second.wait(), 60)

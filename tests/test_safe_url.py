@@ -22,7 +22,7 @@ import pytest
 from engines.errors import ValidationFailed
 from engines.net import safe_url
 from engines.net.safe_address import ipv4_numeric, is_public
-from engines.net.safe_url import check_public_url, fetch_public, post_public
+from engines.net.safe_url import check_forwarded_url, check_public_url, fetch_public, post_public
 from tests.polling import poll
 
 PUBLIC_IP = "93.184.216.34"  # only ever handed to the code under test by a fake resolver; never connected to
@@ -475,3 +475,23 @@ async def test_callback_posts_refuse_private_addresses_before_connecting():
     with pytest.raises(ValidationFailed) as info:
         await post_public("callback_url", "http://10.0.0.7/hook", b"{}", {}, timeout_s=1)
     assert info.value.problems == ["callback_url: address 10.0.0.7 is not public"]
+
+
+@pytest.mark.parametrize(("url", "problem"), [
+    ("http://10.0.0.7/cat.png", "address 10.0.0.7 is not public"),
+    ("http://private.example/cat.png", "address 10.0.0.7 is not public"),
+    ("http://localhost/cat.png", "address 127.0.0.1 is not public"),
+    ("http://printer.local/cat.png", "host 'printer.local' does not resolve"),
+    ("http://intranet/cat.png", "host 'intranet' does not resolve"),
+    ("ftp://public.example/cat.png", "scheme 'ftp' is not allowed, only http and https"),
+])
+async def test_urls_only_passed_on_to_a_provider_are_still_refused_when_local(url: str, problem: str):
+    assert await refusal(check_forwarded_url("image_urls[0]", url)) == f"image_urls[0]: {problem}"
+
+
+async def test_urls_only_passed_on_to_a_provider_pass_when_they_do_not_resolve_here():
+    """The provider resolves them on its own network; we never connect to them (unlike check_public_url)."""
+    assert await check_forwarded_url("image_urls[0]", "https://cdn.example.net/cat.png") is None
+    assert await check_forwarded_url("image_urls[0]", "http://public.example/x.png") is None
+    assert await refusal(check_public_url("image", "https://cdn.example.net/cat.png")) == \
+        "image: host 'cdn.example.net' does not resolve"

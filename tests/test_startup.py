@@ -5,6 +5,7 @@ gateways on one data folder share one local cluster (a warm start) that stops af
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import signal
@@ -152,6 +153,8 @@ async def test_gateways_on_one_data_folder_share_one_local_cluster_that_stops_af
             fetched = await http.get(made["url"])
         assert fetched.status_code == 200 and fetched.headers["content-type"] == "image/png"
         assert fetched.content.startswith(b"\x89PNG") and len(fetched.content) == made["bytes"]
+        read = await second.request("resources/read", {"uri": f"object://{made['key']}"})  # over stdio itself
+        assert base64.b64decode(read["contents"][0]["blob"]) == fetched.content
 
         assert await first.close() == 0
         assert (await second.call("local-echo", {"text": "alone"}))["structuredContent"] == {"text": "alone"}

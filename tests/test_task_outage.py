@@ -84,7 +84,7 @@ async def test_a_task_that_ends_while_redis_is_unreachable_keeps_its_result(work
     assert during is not None and during.status is TaskStatus.RUNNING
     await worker.proxy.start()
     ended = await poll(lambda: worker.ended(task.task_id), timeout_s=60)
-    assert ended.status is TaskStatus.SUCCEEDED, ended.error
+    assert ended.status is TaskStatus.COMPLETED, ended.error
     assert ended.result == {"slept": 2} and ended.attempts == 1
 
 

@@ -78,11 +78,37 @@ async def test_submit_then_get_returns_the_same_record(store: TaskStore):
 async def test_the_documented_layout_is_what_is_stored(store: TaskStore, redis_client: Redis):
     record = await store.submit("echo", {"a": [1, 2]}, timeout_s=5, max_attempts=4)
     stored = await redis_client.hgetall(f"{store.keys.prefix}:task:{record.task_id}")
-    assert stored["status"] == "queued" and stored["algorithm"] == "echo"
+    assert stored["status"] == "queued" and stored["algorithm"] == stored["model"] == "echo"
+    assert stored["task_id"] == record.task_id and float(stored["ts"]) == float(stored["created_at"])
     assert json.loads(stored["payload"]) == {"a": [1, 2]}
     assert stored["attempts"] == "0" and stored["max_attempts"] == "4" and float(stored["timeout_s"]) == 5
     (_, entry), = await redis_client.xrange(f"{store.keys.prefix}:tasks")
-    assert entry == {"task_id": record.task_id, "algorithm": "echo"}
+    assert entry == {"task_id": record.task_id, "algorithm": "echo", "model": "echo", "payload": '{"a":[1,2]}',
+                     "status": "queued", "ts": stored["created_at"]}
+
+
+async def test_every_status_change_sets_ts_and_old_records_read_succeeded_as_completed(
+        store: TaskStore, redis_client: Redis):
+    running = await start(store, "w1")
+    key = f"{store.keys.prefix}:task:{running.task_id}"
+    claimed_ts = float(await redis_client.hget(key, "ts"))
+    assert claimed_ts == float(await redis_client.hget(key, "started_at"))
+    await store.finish(running.task_id, TaskStatus.COMPLETED, result={"ok": True})
+    assert float(await redis_client.hget(key, "ts")) == float(await redis_client.hget(key, "finished_at"))
+    await redis_client.hset(key, "status", "succeeded")  # as a version before "completed" wrote it
+    assert (await store.get(running.task_id)).status is TaskStatus.COMPLETED
+
+
+async def test_a_recorded_sync_call_reads_like_a_task_and_expires_like_one(store: TaskStore, redis_client: Redis):
+    ok = await store.record_call("echo", {"text": "hi"}, 1700000000.5, result={"text": "hi"})
+    failed = await store.record_call("echo", {"text": "boom"}, 1700000000.5, error=UpstreamFailed("down"))
+    done = await store.get(ok)
+    assert (done.status, done.result, done.payload, done.started_at) == (
+        TaskStatus.COMPLETED, {"text": "hi"}, {"text": "hi"}, 1700000000.5)
+    assert done.finished_at > done.started_at and done.attempts == 1 and done.progress == 1
+    assert (await store.get(failed)).error == {"type": "upstream_failed", "message": "down"}
+    assert 0 < await redis_client.ttl(f"{store.keys.prefix}:task:{ok}") <= store.task_ttl_s
+    assert await redis_client.xlen(store.keys.stream) == 0  # in no queue: it has run already
 
 
 async def test_bad_submissions_are_refused_before_anything_is_stored(store: TaskStore):
@@ -149,7 +175,7 @@ async def test_a_dead_workers_task_is_redelivered_after_the_visibility_timeout(m
     again = await poll(lambda: claim_one(store, "rescuer", block_ms=50))
     assert again.task_id == record.task_id and again.attempts == 2 and again.worker_id == "rescuer"
     assert again.status is TaskStatus.RUNNING and again.started_at >= record.started_at  # type: ignore[operator]
-    assert await store.finish(record.task_id, TaskStatus.SUCCEEDED, {"ok": True})
+    assert await store.finish(record.task_id, TaskStatus.COMPLETED, {"ok": True})
     assert await pending(redis_client, store) == 0
 
 
@@ -225,7 +251,7 @@ async def test_a_worker_takes_back_its_own_stale_claim_without_starting_the_task
     assert record is not None and record.status is TaskStatus.RUNNING
     assert record.attempts == 1 and record.worker_id == "w1"
     assert await claim_one(store, "w2", block_ms=50) is None  # taking it back renewed it
-    assert await store.finish(running.task_id, TaskStatus.SUCCEEDED, {"ok": True})
+    assert await store.finish(running.task_id, TaskStatus.COMPLETED, {"ok": True})
 
 
 async def test_a_task_whose_workers_keep_dying_fails_with_the_reason(make_store: StoreFactory, redis_client: Redis):
@@ -253,7 +279,7 @@ async def test_many_submissions_are_each_claimed_exactly_once(store: TaskStore, 
             record = await claim_one(store, worker, block_ms=100)
             if record is not None:
                 claims[record.task_id] += 1
-                assert await store.finish(record.task_id, "succeeded", record.payload)
+                assert await store.finish(record.task_id, "completed", record.payload)
 
     consumers = [asyncio.create_task(consumer(f"w{i}")) for i in range(4)]
     records = await asyncio.gather(*(store.submit("bulk", {"i": i}) for i in range(total)))
@@ -262,7 +288,7 @@ async def test_many_submissions_are_each_claimed_exactly_once(store: TaskStore, 
     assert set(claims) == {r.task_id for r in records} and set(claims.values()) == {1}
     assert await claim_one(store, "late", block_ms=50) is None
     assert await pending(redis_client, store) == 0
-    done = await store.recent(status="succeeded", limit=total)
+    done = await store.recent(status="completed", limit=total)
     assert len(done) == total and {r.attempts for r in done} == {1}
 
 
@@ -276,7 +302,7 @@ async def test_a_task_cancelled_while_queued_is_never_started(store: TaskStore, 
     assert claimed is not None and claimed.task_id == claimed_then_cancelled.task_id  # oldest first
     cancelled = await store.cancel(claimed_then_cancelled.task_id)
     assert cancelled is not None and cancelled.status is TaskStatus.CANCELLED
-    assert not await store.finish(claimed_then_cancelled.task_id, "succeeded", {"late": True})
+    assert not await store.finish(claimed_then_cancelled.task_id, "completed", {"late": True})
     assert await store.cancel(cancelled_unclaimed.task_id)
     assert await claim_one(store, "w2", block_ms=50) is None  # skipped, not run
     assert await pending(redis_client, store) == 0
@@ -294,7 +320,7 @@ async def test_cancel_running_tells_the_worker_and_a_late_result_is_dropped(stor
     assert await asyncio.wait_for(notice, 5) == record.task_id
     await notices.aclose()
     assert not await store.set_progress(record.task_id, 0.9)  # the worker's cue to stop
-    assert not await store.finish(record.task_id, "succeeded", {"late": True})
+    assert not await store.finish(record.task_id, "completed", {"late": True})
     final = await store.get(record.task_id)
     assert final is not None and final.status is TaskStatus.CANCELLED and final.result is None
     assert (await store.cancel(record.task_id)).finished_at == final.finished_at  # type: ignore[union-attr]
@@ -305,7 +331,7 @@ async def test_a_worker_can_ask_which_of_its_tasks_ended_elsewhere(store: TaskSt
     running, cancelled, finished = [await start(store, "w1") for _ in range(3)]
     queued = await store.submit("echo", {})
     await store.cancel(cancelled.task_id)
-    await store.finish(finished.task_id, TaskStatus.SUCCEEDED, {"ok": True})
+    await store.finish(finished.task_id, TaskStatus.COMPLETED, {"ok": True})
     ids = [running.task_id, cancelled.task_id, queued.task_id, finished.task_id, "0123456789abcdef"]
     assert await store.ended(ids) == [cancelled.task_id, finished.task_id, "0123456789abcdef"]
     assert await store.ended([]) == []
@@ -314,7 +340,7 @@ async def test_a_worker_can_ask_which_of_its_tasks_ended_elsewhere(store: TaskSt
 async def test_an_ended_task_stays_as_it_ended(store: TaskStore):
     record = await start(store, "w1")
     assert await store.finish(record.task_id, "failed", error=UpstreamFailed("the API said 500"))
-    assert not await store.finish(record.task_id, "succeeded", 1)
+    assert not await store.finish(record.task_id, "completed", 1)
     after = await store.cancel(record.task_id)
     assert after is not None and after.status is TaskStatus.FAILED
     assert after.error == {"type": "upstream_failed", "message": "the API said 500"}
@@ -336,7 +362,7 @@ async def test_ended_tasks_expire_and_live_ones_do_not(make_store: StoreFactory,
 async def test_an_expired_task_is_gone(make_store: StoreFactory):
     store = make_store(task_ttl_s=1)
     ended = await start(store, "w1")
-    await store.finish(ended.task_id, "succeeded", result={"ok": True})
+    await store.finish(ended.task_id, "completed", result={"ok": True})
 
     async def gone() -> bool:
         return await store.get(ended.task_id) is None
@@ -352,10 +378,10 @@ async def test_wait_returns_as_soon_as_another_coroutine_finishes_the_task(store
     waiters = [asyncio.create_task(store.wait(record.task_id, timeout_s=30)) for _ in range(3)]
     await poll(lambda: _blocked_on_blmove(redis_client, 3))  # really blocked, not polling
     finished_at = time.monotonic()
-    await store.finish(record.task_id, "succeeded", {"answer": 42})
+    await store.finish(record.task_id, "completed", {"answer": 42})
     results = await asyncio.wait_for(asyncio.gather(*waiters), 5)
     assert time.monotonic() - finished_at < 1
-    assert all(r is not None and r.status is TaskStatus.SUCCEEDED and r.result == {"answer": 42} for r in results)
+    assert all(r is not None and r.status is TaskStatus.COMPLETED and r.result == {"answer": 42} for r in results)
     assert (await store.wait(record.task_id, timeout_s=30)).result == {"answer": 42}  # type: ignore[union-attr]
 
 
@@ -382,9 +408,9 @@ async def test_watch_yields_each_progress_update_then_the_end(store: TaskStore):
         assert await store.set_progress(record.task_id, fraction, f"at {fraction}")
         update = await asyncio.wait_for(seen.get(), 5)
         assert update.progress == min(fraction, 1.0) and update.progress_message == f"at {fraction}"
-    await store.finish(record.task_id, "succeeded", "done")
+    await store.finish(record.task_id, "completed", "done")
     last = await asyncio.wait_for(seen.get(), 5)
-    assert last.status is TaskStatus.SUCCEEDED and last.progress == 1.0
+    assert last.status is TaskStatus.COMPLETED and last.progress == 1.0
     await asyncio.wait_for(watching, 5)  # the generator ends with the task
     with pytest.raises(ValueError):
         await store.set_progress(record.task_id, float("nan"))

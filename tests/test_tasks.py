@@ -33,10 +33,10 @@ async def test_an_async_tool_answers_at_once_with_a_task_reference(server: Runni
         assert ref["status"] == "queued" and ref["resource"] == f"task://{ref['task_id']}"
         assert ref["poll_after_s"] > 0
         done = (await session.call_tool("wait_task", {"task_id": ref["task_id"], "timeout_s": 30})).structured_content
-        assert done["status"] == "succeeded" and done["result"] == {"slept": 1}
+        assert done["status"] == "completed" and done["result"] == {"slept": 1}
         assert done["attempts"] == 1 and done["started_at"] >= done["created_at"]
         resource = await session.read_resource(f"task://{ref['task_id']}")
-        assert json.loads(resource.contents[0].text)["status"] == "succeeded"
+        assert json.loads(resource.contents[0].text)["status"] == "completed"
         listed = (await session.call_tool("list_tasks", {"algorithm": "test-sleep-async"})).structured_content
         assert ref["task_id"] in [t["task_id"] for t in listed["tasks"]]
 
@@ -74,14 +74,15 @@ async def test_unknown_tasks_are_clear_errors(server: Running):
 async def test_rest_submit_read_and_cancel(server: Running, tmp_path: Path):
     marker = tmp_path / "rest-task"
     async with httpx.AsyncClient(base_url=server.url, headers=server.auth) as http:
-        submitted = await http.post("/tasks/test-sleep-async", json={"input": {"seconds": 60, "marker": str(marker)}})
-        assert submitted.status_code == 202
+        submitted = await http.post("/tasks/test-sleep-async", json={"seconds": 60, "marker": str(marker)})
+        assert submitted.status_code == 202 and submitted.json()["status"] == "queued"
         task_id = submitted.json()["task_id"]
+        assert set(submitted.json()) == {"task_id", "status"}  # the seed's answer
         await poll(marked(marker, "started"))
         assert (await http.get(f"/tasks/{task_id}")).json()["status"] == "running"
         cancelled = await http.delete(f"/tasks/{task_id}")
         assert cancelled.json()["status"] == "cancelled"
-        bad = await http.post("/tasks/test-sleep-async", json={"input": {"seconds": -1}})
+        bad = await http.post("/tasks/test-sleep-async", json={"seconds": -1})
         assert bad.status_code == 422 and bad.json()["error"]["problems"] == ["seconds: must be >= 0 (got -1)"]
     assert await poll(marked(marker, "cancelled"), timeout_s=20)  # the replica's work stopped
 
@@ -93,7 +94,7 @@ async def test_cancelling_a_queued_task_means_it_never_runs(server: Running, tmp
     queued = await queue.submit("test-sleep", {"seconds": 0, "marker": str(marker)})
     assert (await queue.cancel(queued.task_id)).status is TaskStatus.CANCELLED
     for blocker in blockers:
-        assert (await queue.wait(blocker.task_id, 60)).status is TaskStatus.SUCCEEDED
+        assert (await queue.wait(blocker.task_id, 60)).status is TaskStatus.COMPLETED
     assert not marker.exists()
 
 
@@ -120,14 +121,14 @@ async def test_callbacks_arrive_signed_with_the_final_record(server: Running, ca
     record = await server.gateway.runtime.tasks.submit("test-sleep-async", {"seconds": 0.2}, callback_url=url)
     await poll(lambda: received, timeout_s=30)
     body, signature, raw = received[0]
-    assert body["task_id"] == record.task_id and body["status"] == "succeeded"
+    assert body["task_id"] == record.task_id and body["status"] == "completed"
     assert signature == "sha256=" + hmac.new(CALLBACK_SECRET.encode(), raw, hashlib.sha256).hexdigest()
 
 
 async def test_callback_urls_must_be_public(server: Running):
     async with httpx.AsyncClient(base_url=server.url, headers=server.auth) as http:
-        response = await http.post("/tasks/test-sleep-async",
-                                   json={"input": {"seconds": 0}, "callback_url": "http://169.254.169.254/latest"})
+        response = await http.post("/tasks/test-sleep-async", json={"seconds": 0},
+                                   params={"callback_url": "http://169.254.169.254/latest"})
     assert response.status_code == 422
     assert response.json()["error"]["problems"] == ["callback_url: address 169.254.169.254 is not public"]
 
@@ -136,7 +137,7 @@ async def test_many_concurrent_submissions_all_end_and_run_once(server: Running)
     queue = server.gateway.runtime.tasks
     records = await asyncio.gather(*(queue.submit("test-sleep-async", {"seconds": 0}) for _ in range(200)))
     finals = await asyncio.gather(*(queue.wait(r.task_id, 120) for r in records))
-    assert {f.status for f in finals} == {TaskStatus.SUCCEEDED}
+    assert {f.status for f in finals} == {TaskStatus.COMPLETED}
     assert {f.attempts for f in finals} == {1}
 
 
@@ -150,7 +151,7 @@ async def test_a_killed_worker_is_replaced_and_its_task_redelivered(server: Runn
     assert record.task_id in status["running"]
     os.kill(status["pid"], signal.SIGKILL)
     final = await server.gateway.runtime.tasks.wait(record.task_id, 120)
-    assert final.status is TaskStatus.SUCCEEDED and final.result == {"slept": 2}
+    assert final.status is TaskStatus.COMPLETED and final.result == {"slept": 2}
     assert final.attempts == 2
 
 
@@ -183,7 +184,7 @@ async def test_an_unreachable_task_store_is_a_retry_later_error_naming_it(tmp_pa
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
             async def answered() -> httpx.Response | None:
                 with contextlib.suppress(httpx.TransportError):
-                    return await http.post("/tasks/local-echo", json={"input": {"text": "hi"}})
+                    return await http.post("/tasks/local-echo", json={"text": "hi"})
                 return None
 
             answer = await poll(answered, timeout_s=60, what="the gateway answering")
@@ -204,7 +205,7 @@ async def test_a_task_waiting_on_a_busy_algorithm_counts_the_wait_against_its_ti
     tasks = server.gateway.runtime.tasks
     records = [await tasks.submit("test-busy", {"seconds": 1.5}) for _ in range(3)]
     finals = [await tasks.wait(r.task_id, 60) for r in records]
-    assert sorted(f.status.value for f in finals) == ["failed", "succeeded", "succeeded"], finals
+    assert sorted(f.status.value for f in finals) == ["completed", "completed", "failed"], finals
     failed = next(f for f in finals if f.status is TaskStatus.FAILED)
     assert failed.error == {"type": "timed_out", "message": "test-busy timed out after 4 s"}
 

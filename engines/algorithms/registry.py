@@ -46,6 +46,7 @@ class AlgorithmSpec(BaseModel):
     name: str = Field(pattern=r"^[a-z][a-z0-9_-]{0,63}$", description="tool name, REST path, deployment")
     kind: Kind
     target: str = Field(pattern=r"^[\w.]+:[\w.]+$", description="module:Class of the algorithm")
+    title: str | None = Field(None, max_length=100, description="a human name for client UIs (default: from name)")
     description: str = ""
     mode: Mode = "sync"
     max_concurrency: int | None = Field(None, ge=1, description="global limit, all replicas together")
@@ -70,6 +71,10 @@ class AlgorithmSpec(BaseModel):
             raise ValueError(f"max_concurrency: must be >= num_workers ({self.num_workers}), "
                              f"since every replica takes at least one call (got {self.max_concurrency})")
         return self
+
+    @property
+    def display_title(self) -> str:
+        return self.title or self.name.replace("-", " ").replace("_", " ").capitalize()
 
     def concurrency(self, default: int) -> int:
         return self.max_concurrency or max(default, self.num_workers)

@@ -19,7 +19,7 @@ from pydantic_settings import SettingsConfigDict
 
 from engines.algorithms.config import AlgorithmConfig
 from engines.algorithms.external import ExternalAPI
-from engines.net.safe_url import check_public_url, fetch_public
+from engines.net.safe_url import check_forwarded_url, fetch_public
 from engines.settings import get_settings
 
 AspectRatio = Literal["1:1", "9:16", "16:9", "3:4", "4:3", "3:2", "2:3", "5:4", "4:5", "21:9"]
@@ -79,7 +79,7 @@ class NanoBanana(ExternalAPI):
         base = self.require("base_url").rstrip("/")
         headers = {"Authorization": f"Bearer {self.require('api_key')}"}
         for i, url in enumerate(inp.image_urls):
-            await check_public_url(f"image_urls[{i}]", url, allowlist)
+            await check_forwarded_url(f"image_urls[{i}]", url, allowlist)  # NanoBanana fetches them, not we
         body = {"prompt": inp.prompt, "type": "IMAGETOIAMGE" if inp.image_urls else "TEXTTOIAMGE",
                 "imageUrls": inp.image_urls, "numImages": 1, "image_size": inp.size,
                 "callBackUrl": self.config.callback_url}

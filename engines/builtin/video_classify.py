@@ -28,7 +28,9 @@ class VideoClassifyInput(BaseModel):
 
     video: Annotated[str, media(VIDEO_RULE, fetch_timeout_s=60)] = Field(
         min_length=1, max_length=VIDEO_RULE.max_bytes * 4 // 3 + 100, pattern=MEDIA_REF_PATTERN,
-        description=f"the video: {MEDIA_REF_HELP}; MP4 or WebM (H.264, VP9, AV1), at most 120 s")
+        description=f"the video: {MEDIA_REF_HELP}; MP4 or WebM (H.264, VP9, AV1), at most 120 s",
+        examples=["https://upload.wikimedia.org/wikipedia/commons/transcoded/c/c0/Big_Buck_Bunny_4K.webm/"
+                  "Big_Buck_Bunny_4K.webm.360p.webm"])
     frames: int = Field(8, ge=1, le=32, description="frames to look at, spread evenly over the video")
     top_k: int = Field(5, ge=1, le=10, description="how many labels to return, best first")
 

@@ -38,7 +38,8 @@ import httpx
 from engines.errors import ValidationFailed
 from engines.net.safe_address import Allowlist, IPAddress, ip_literal, parse_allowlist
 
-__all__ = ["MAX_REDIRECTS", "check_public_url", "connect_tcp", "fetch_public", "parse_allowlist", "resolve"]
+__all__ = ["MAX_REDIRECTS", "check_forwarded_url", "check_public_url", "connect_tcp", "fetch_public",
+           "parse_allowlist", "post_public", "resolve"]
 
 MAX_REDIRECTS = 3
 RESOLVE_TIMEOUT_S = 10.0  # for check_public_url alone; fetch_public's own deadline covers its DNS
@@ -87,7 +88,7 @@ class _Hop:
     host_allowlisted: bool
 
 
-async def _vet(field: str, url: str, allowlist: str | None) -> _Hop:
+async def _vet(field: str, url: str, allowlist: str | None, *, unresolved_ok: bool = False) -> _Hop:
     if not isinstance(url, str):
         raise _refuse(field, f"must be an http(s) URL (got {type(url).__name__})")
     try:
@@ -113,7 +114,7 @@ async def _vet(field: str, url: str, allowlist: str | None) -> _Hop:
                 addresses = await resolve(raw_host.decode("ascii"), port)
         except (OSError, UnicodeError, ValueError, TimeoutError):
             addresses = []
-        if not addresses:
+        if not addresses and not (unresolved_ok and not _local_name(host)):
             raise _refuse(field, f"host {_shown(host)} does not resolve")
     host_allowlisted = allow.admits_host(host)
     if not host_allowlisted:
@@ -136,6 +137,21 @@ def _address_in_unparseable(url: str) -> IPAddress | None:
 async def check_public_url(field: str, url: str, allowlist: str | None = None) -> None:
     """Raise ValidationFailed naming ``field`` unless ``url`` is http(s) to public addresses (or allowlisted)."""
     await _vet(field, url, allowlist)
+
+
+async def check_forwarded_url(field: str, url: str, allowlist: str | None = None) -> None:
+    """As :func:`check_public_url`, for a URL only passed on to a provider (it fetches it, never we): one
+    whose name does not resolve here is let through, since the provider resolves it on its own network;
+    one that resolves (or is an address) here must be public, and local names never pass."""
+    await _vet(field, url, allowlist, unresolved_ok=True)
+
+
+_LOCAL_SUFFIXES = (".localhost", ".local", ".internal", ".localdomain", ".home.arpa")
+
+
+def _local_name(host: str) -> bool:
+    name = host.lower().rstrip(".")
+    return name == "localhost" or "." not in name or name.endswith(_LOCAL_SUFFIXES)
 
 
 class _PinnedBackend(httpcore.AsyncNetworkBackend):

@@ -64,7 +64,7 @@ class TaskWorker:
         self._redis = redis_pool(config.store.redis_url)
         self._store = config.store.task_store(self._redis, visibility_timeout_s=config.visibility_timeout_s)
         self._heartbeats = Heartbeats(self._redis, prefix=config.store.prefix)
-        self._worker_id = f"task-worker:{serve.get_replica_context().replica_id.unique_id}"
+        self._worker_id = f"task-worker-{serve.get_replica_context().replica_id.unique_id}"
         self._slots = asyncio.Semaphore(config.concurrency)
         self._running: dict[str, asyncio.Task] = {}
         self._leases: dict[str, str] = {}  # task id → its stream message, renewed while it runs here
@@ -125,7 +125,7 @@ class TaskWorker:
             error = {"type": "internal", "message": f"{type(exc).__name__}; see the worker log"}
             ended = await self._finish(record.task_id, TaskStatus.FAILED, error=error)
         else:
-            ended = await self._finish(record.task_id, TaskStatus.SUCCEEDED, result=result)
+            ended = await self._finish(record.task_id, TaskStatus.COMPLETED, result=result)
         self._leases.pop(record.task_id, None)  # its end is written: no claim to keep, nothing to stop
         if ended and record.callback_url:
             final = await self._store.get(record.task_id)
