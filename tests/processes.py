@@ -4,6 +4,7 @@ Valkey starts with an environment of its own, so it is found by its pid file ins
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 from pathlib import Path
@@ -32,9 +33,18 @@ def marked(env: dict[str, str]) -> dict[int, str]:
     return found
 
 
-def kill_marked(env: dict[str, str]) -> None:
+def clean_up(env: dict[str, str], data_dir: Path) -> None:
+    """After a test, whatever happened: the local cluster of ``data_dir`` stopped in order (its keeper
+    stops Ray and Redis), then anything of the test's still running killed, the bundled Redis too."""
+    from engines import local_cluster
+
+    local_cluster.stop(data_dir, timeout_s=30)
     for pid in marked(env):
         os.kill(pid, signal.SIGKILL)
+    with contextlib.suppress(OSError, ValueError):
+        pid = int((data_dir / "redis" / "valkey.pid").read_text())
+        if pid_alive(pid):
+            os.kill(pid, signal.SIGKILL)
 
 
 def redis_running(data_dir: Path) -> bool:

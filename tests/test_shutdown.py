@@ -16,7 +16,7 @@ import yaml
 
 from tests.conftest import ROOT, START_DEADLINE_S, free_port
 from tests.polling import poll
-from tests.processes import kill_marked, marked, new_mark, redis_running
+from tests.processes import clean_up, marked, new_mark, redis_running
 
 STOP_DEADLINE_S = 120
 
@@ -61,4 +61,4 @@ async def test_stopping_the_gateway_stops_its_local_cluster(transport: str, sign
     finally:
         if proc.returncode is None:
             proc.kill()
-        kill_marked(mark)
+        clean_up(mark, data)

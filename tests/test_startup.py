@@ -20,7 +20,7 @@ from engines import local_cluster
 from tests.conftest import ROOT, START_DEADLINE_S, Running, free_port
 from tests.mcp_clients import http_session
 from tests.polling import poll
-from tests.processes import kill_marked, marked, new_mark, redis_running
+from tests.processes import clean_up, marked, new_mark, redis_running
 from tests.stdio_raw import RawStdio
 
 ECHO = next(e for e in yaml.safe_load((ROOT / "algorithms.yaml").read_text()) if e["name"] == "local-echo")
@@ -165,4 +165,4 @@ async def test_gateways_on_one_data_folder_share_one_local_cluster_that_stops_af
         for gateway in (first, second):
             if gateway is not None and gateway.proc.returncode is None:
                 gateway.proc.kill()
-        kill_marked(first_mark)
+        clean_up(first_mark, data)
