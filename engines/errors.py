@@ -7,7 +7,11 @@
   + Forbidden                403 a signed link that is unsigned, altered or expired
   + UnknownAlgorithm         404 no such algorithm (REST route); names the closest ones
     x UnknownTool            404 no such MCP tool; names the closest ones
+    x UnknownMethod          404 no such method on an actor template; names the closest ones
   + UnknownTask              404 no such task (or it expired)
+  + UnknownActor             404 no actor bound under that id
+  + AlreadyBound             409 the id is bound already, to other arguments or another template
+  + ActorCallFailed          422 an actor's method raised; its state is back to the last checkpoint
   + NotFound                 404 no such stored object
   + TooLarge                 413 a request body past ``MAX_REQUEST_BYTES``
   + Busy                     429 every slot and queue place is taken; retry after N s
@@ -17,6 +21,8 @@
     x Starting               503 the algorithm (or the runtime) is still starting
     x ReplicaUnavailable     503 its replica died during the call, or none is running
     x ReplicaLost            503 a task whose replica was lost on every attempt
+    x ActiveElsewhere        503 the actor is active on another host (the client calls that one)
+    x LeaseLost              503 a host lost an actor to a newer activation; the call did not count
   + TimedOut                 504 a call or task ran past its ``timeout_s``
   + RegistryError            --  a registry entry is wrong: start-up stops (exit 2)
   + CannotListen             --  the gateway's port is taken: start-up stops (exit 2)
@@ -129,12 +135,38 @@ class UnknownTool(UnknownAlgorithm):
     what = "tool"
 
 
+class UnknownMethod(UnknownAlgorithm):
+    code = "unknown_method"
+    what = "method"
+
+
 class UnknownTask(AlgoError):
     http_status = 404
     code = "unknown_task"
 
     def __init__(self, task_id: str) -> None:
         super().__init__(f"no task {task_id!r} (it may have expired)")
+
+
+class UnknownActor(AlgoError):
+    http_status = 404
+    code = "unknown_actor"
+
+    def __init__(self, actor_id: str) -> None:
+        self.actor_id = actor_id
+        super().__init__(f"no actor bound under id {actor_id!r}; bind it first (actor_bind)")
+
+
+class AlreadyBound(AlgoError):
+    http_status = 409
+    code = "already_bound"
+
+
+class ActorCallFailed(AlgoError):
+    """The actor's own code raised: the call is not acknowledged and its state stays as last checkpointed."""
+
+    http_status = 422
+    code = "actor_call_failed"
 
 
 class NotFound(AlgoError):
@@ -230,6 +262,27 @@ class ReplicaLost(Unavailable):
 
     def __init__(self, name: str, attempts: int, max_attempts: int, reason: str) -> None:
         super().__init__(f"{name}: gave up on attempt {attempts} of {max_attempts}: {reason}")
+
+
+class ActiveElsewhere(Unavailable):
+    """The actor is active on ``host``; the client sends the call there (never shown to a caller)."""
+
+    code = "active_elsewhere"
+
+    def __init__(self, actor_id: str, host: str) -> None:
+        self.host = host
+        super().__init__(f"actor {actor_id!r} is active on host {host}")
+
+
+class LeaseLost(Unavailable):
+    """A host lost an actor to a newer activation (it was paused or cut off past its lease): the call
+    was not acknowledged, and no write of this host's can overwrite the newer one's."""
+
+    code = "lease_lost"
+
+    def __init__(self, actor_id: str) -> None:
+        super().__init__(f"actor {actor_id!r} moved to another activation during the call, which did not "
+                         "count; retry shortly")
 
 
 class TimedOut(AlgoError):

@@ -8,6 +8,7 @@ API key or a callback secret). Importing this module installs that hook.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import stamina
 from stamina.instrumentation import RetryDetails, set_on_retry_hooks
@@ -37,3 +38,10 @@ def backoff(*, attempts: int | None, initial_s: float = 1.0, max_s: float = MAX_
 def forever(on: type[Exception] | tuple[type[Exception], ...]) -> stamina.BoundAsyncRetryingCaller:
     """Retry on ``on`` until it works: for work that has nothing better to do meanwhile."""
     return backoff(attempts=None).on(on)
+
+
+def retry_context(on: type[Exception] | tuple[type[Exception], ...]) -> Any:
+    """``async for attempt in retry_context(...): with attempt: …``, until it works or the caller's deadline
+    (for a loop that must know whether this is a retry)."""
+    return stamina.retry_context(on=on, attempts=None, timeout=None, wait_initial=0.2, wait_max=2.0,
+                                 wait_jitter=0.2)

@@ -25,9 +25,12 @@ import os
 import socket
 from collections.abc import Coroutine
 from contextlib import AsyncExitStack
+from dataclasses import replace
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from engines.actors import api as actor_api
+from engines.actors.client import Actors
 from engines.algorithms.registry import Registry
 from engines.calls import Calls
 from engines.config import object_store_config, store_config
@@ -39,6 +42,7 @@ from engines.serving import cluster
 from engines.settings import Settings
 from engines.tasks.queue import TaskQueue
 from storage import Heartbeats, redis_pool
+from storage.actors import ActorStore
 from storage.objects import S3ObjectStore
 
 if TYPE_CHECKING:  # it imports Ray, which the gateway imports only once it joins a cluster
@@ -52,6 +56,7 @@ class Runtime:
 
     #: the readiness phase of this gateway's task worker (its application is named after its queue)
     WORKER = "task worker"
+    ACTOR_HOSTS = "actor hosts"
 
     def __init__(self, settings: Settings, registry: Registry, *, base_url: str | None = None) -> None:
         """``base_url``: where this gateway serves ``/objects/`` (local links point there)."""
@@ -60,6 +65,7 @@ class Runtime:
         self.objects = object_store_config(settings, base_url).open()
         self.tasks = TaskQueue(settings, registry, self.readiness, self.objects)
         self.calls = Calls(settings, registry, self.readiness, self.tasks)
+        self.actors = Actors({name: entry.template for name, entry in registry.actors.items()})
         self.base_url = base_url
         self.worker_app: str | None = None
         self._client: AlgorithmClient | None = None
@@ -73,6 +79,8 @@ class Runtime:
         for entry in registry:
             self.readiness.add(entry.name, 30 if entry.cls.starts_slowly() else 10, needs=RAY)
         self.readiness.add(self.WORKER, 40, needs=RAY)
+        if registry.actors:
+            self.readiness.add(self.ACTOR_HOSTS, 10, needs=RAY)
 
     async def __aenter__(self) -> Runtime:
         """Start in the background; entered again (one gateway served in memory and over HTTP at
@@ -155,6 +163,9 @@ class Runtime:
         self._stack.push_async_callback(redis.aclose)
         config = store_config(self.settings, redis_url, self.base_url)
         self.tasks.open(config.task_store(redis), config)
+        self.actors.open(ActorStore(redis, prefix=config.prefix))
+        actor_api.use(self.actors)
+        self._stack.callback(actor_api.use, None)
         if isinstance(self.objects, S3ObjectStore):
             await self.objects.ensure_bucket()
         self._heartbeats = heartbeats = Heartbeats(redis, prefix=self.settings.task_key_prefix)
@@ -190,8 +201,36 @@ class Runtime:
         assert self.tasks.config is not None and self._client is not None
         worker = TaskWorkerApp(TaskWorkerConfig.of(self.settings, self.tasks.config), self.settings, self.WORKER)
         self.worker_app = worker.name
-        await deploy([*(AlgorithmApp(entry, self.settings) for entry in self.registry), worker], self.readiness,
-                     self._client)
+        await asyncio.gather(
+            deploy([*(AlgorithmApp(entry, self.settings) for entry in self.registry), worker], self.readiness,
+                   self._client),
+            self._start_actor_hosts())
+
+    async def _start_actor_hosts(self) -> None:
+        """One pool of hosts per placement the registry's actor templates ask for."""
+        if not self.registry.actors:
+            return
+        from engines.actors.host import HostConfig
+        from engines.actors.pools import HostCalls, PoolSpec, start_pool
+
+        self.readiness.starting(self.ACTOR_HOSTS)
+        entries = list(self.registry.actors.values())
+        assert self.tasks.config is not None
+        # hosts make no links: without this gateway's address their pool is every gateway's on this queue
+        store = replace(self.tasks.config, objects=replace(self.tasks.config.objects, base_url=""))
+        config = HostConfig(store, tuple(sorted({e.template.target.__module__ for e in entries})),
+                            self.settings.actor_lease_s, self.settings.actor_max_active,
+                            self.settings.actor_state_inline_bytes)
+        placements = sorted({e.spec.placement for e in entries})
+        try:
+            pools = await asyncio.gather(*(start_pool(PoolSpec(tuple(e.template for e in entries if e.spec.placement
+                                                                     == placement), *placement), config)
+                                           for placement in placements))
+        except Exception as exc:
+            self.readiness.failed(self.ACTOR_HOSTS, f"could not start the actor hosts: {type(exc).__name__}: {exc}")
+            return
+        self.actors.connect(HostCalls(self.settings.actor_call_timeout_s), pools)
+        self.readiness.ready(self.ACTOR_HOSTS)
 
     def _background(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(work)

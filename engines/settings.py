@@ -67,6 +67,13 @@ class Settings(BaseSettings):
     callback_secret: SecretStr | None = Field(None, description="HMAC-SHA256 key for callback signatures")
     fetch_allowlist: str | None = Field(None, description="hosts, IPs or CIDRs outbound fetches may reach")
 
+    # actors (stateful, one activation per id; see engines.actors)
+    actor_lease_s: float = Field(10, gt=0, le=300, description="an actor host's hold on an actor, renewed as it runs")
+    actor_max_active: int = Field(5000, ge=1, description="actors one host keeps active; past it, the LRU passivate")
+    actor_state_inline_bytes: int = Field(
+        64 * 1024, ge=0, description="actor states up to this size are kept in Redis, larger ones in the object store")
+    actor_call_timeout_s: float = Field(50, gt=0, le=600, description="an actor call, host restarts included")
+
     # outputs: a local folder by default, S3-compatible (AWS, Aliyun OSS, MinIO) when S3_BUCKET is set
     object_store_dir: Path | None = Field(None, description="the local store's folder (default DATA_DIR/objects)")
     public_base_url: str | None = Field(None, description="how callers reach this gateway, for local links")

@@ -21,6 +21,7 @@ from starlette.routing import Mount
 from engines.algorithms.registry import Registry
 from engines.runtime import Runtime
 from engines.settings import Settings, get_settings
+from mcp_server.actor_tools import ActorTools
 from mcp_server.auth import BearerAuth
 from mcp_server.body_limit import BodyLimit
 from mcp_server.object_routes import object_routes
@@ -76,10 +77,10 @@ def build_gateway(settings: Settings | None = None, registry: Registry | None = 
 
 def mcp_server(registry: Registry, runtime: Runtime, lifespan: Lifespan | None = None) -> FastMCP:
     """The MCP face: a tool per entry of ``registry`` run by ``runtime``, the task tools, ``task://`` and
-    ``object://``."""
-    tasks = TaskTools(runtime.tasks, runtime.objects)
-    table = ComponentTable([*algorithm_tools(registry, runtime.calls, runtime.objects), *tasks.tools()],
-                           tasks.templates())
+    ``object://``, and a tool per actor method with the actor tools and ``actor://``."""
+    tasks, actors = TaskTools(runtime.tasks, runtime.objects), ActorTools(runtime.actors, runtime.objects)
+    table = ComponentTable([*algorithm_tools(registry, runtime.calls, runtime.objects), *tasks.tools(),
+                            *actors.tools()], [*tasks.templates(), *actors.templates()])
     mcp = FastMCP("algo-mcp", instructions=INSTRUCTIONS, lifespan=lifespan, providers=[table],
                   middleware=[NearestTool(table)], mask_error_details=True)
     # On the 2026-07-28 (sessionless) protocol the SDK checks Mcp-Param headers on every tools/call

@@ -19,9 +19,13 @@ def resource_error(err: AlgoError) -> ResourceError:
     return ResourceError(f"{err.code}: {err.message}")
 
 
-def http_error(err: AlgoError, headers: dict[str, str] | None = None) -> JSONResponse:
-    """``{"error": {type, message, ...}}`` with the error's status; ``Retry-After`` when a retry may work."""
+def http_error(err: AlgoError, headers: dict[str, str] | None = None, *, detail: bool = False) -> JSONResponse:
+    """``{"error": {type, message, ...}}`` with the error's status; ``Retry-After`` when a retry may work.
+    ``detail``: the message also as ``detail``, where the seed's clients read it (FastAPI's own shape)."""
     headers = dict(headers or {})
     if err.retry_after_s is not None:
         headers["Retry-After"] = str(err.retry_after_s)
-    return JSONResponse({"error": err.to_dict()}, status_code=err.http_status, headers=headers or None)
+    body: dict[str, object] = {"error": err.to_dict()}
+    if detail:
+        body = {"detail": err.message, **body}
+    return JSONResponse(body, status_code=err.http_status, headers=headers or None)

@@ -27,6 +27,7 @@ from engines.calls import Calls
 from engines.errors import AlgoError, UnknownAlgorithm, ValidationFailed
 from engines.runtime import Runtime
 from engines.tasks.queue import TASK_ID_MAX_LENGTH, TASK_ID_PATTERN, TaskQueue
+from mcp_server.actor_routes import add_actor_routes
 from mcp_server.errors import http_error
 from storage import TaskStatus
 
@@ -132,6 +133,7 @@ def rest_app(runtime: Runtime) -> FastAPI:
         return JSONResponse({"error": {"type": "bad_request" if err.status_code == 400 else "http_error",
                                        "message": message}}, status_code=err.status_code, headers=err.headers)
 
+    add_actor_routes(app, runtime.actors)
     refusals = {429: {"description": "busy, retry after (Retry-After)"},
                 503: {"description": "starting or unavailable, retry after (Retry-After)"}}
     for entry in registry:

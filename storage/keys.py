@@ -20,6 +20,15 @@ name                            type      what it holds
 ``{prefix}:worker:{worker}``    string    JSON worker info (kind, pid, …), with the same TTL
 ``{prefix}:events:{id}``        channel   pub/sub: the task's status or progress changed
 ``{prefix}:cancel``             channel   pub/sub: a task id, published when it is cancelled
+``{prefix}:actor:{id}``         hash      a bound actor: template, constructor arguments, options,
+                                          its state (or ``state_ref``, an object-store key)
+``{prefix}:actors``             zset      every bound actor id, by bind time
+``{prefix}:actor-lease:{id}``   string    ``<host> <token>``: the host the actor is active on,
+                                          with a TTL the host renews
+``{prefix}:actor-fence``        string    the fencing counter: each activation's token
+``{prefix}:actor-calls:{id}``   hash      recent writing calls' results by call id (answers
+                                          to calls retried after their answer was lost)
+``{prefix}:actor-call-times:{id}`` zset   when each of them was written (older ones trimmed)
 ==============================  ========  ===================================================
 
 With the prefix ``ray_service`` this is the seed Ray Service's own layout: its
@@ -84,3 +93,23 @@ class KeyLayout:
     @property
     def cancel_channel(self) -> str:
         return f"{self.prefix}:cancel"
+
+    def actor(self, actor_id: str) -> str:
+        return f"{self.prefix}:actor:{actor_id}"
+
+    @property
+    def actors(self) -> str:
+        return f"{self.prefix}:actors"
+
+    def actor_lease(self, actor_id: str) -> str:
+        return f"{self.prefix}:actor-lease:{actor_id}"
+
+    @property
+    def actor_fence(self) -> str:
+        return f"{self.prefix}:actor-fence"
+
+    def actor_calls(self, actor_id: str) -> str:
+        return f"{self.prefix}:actor-calls:{actor_id}"
+
+    def actor_call_times(self, actor_id: str) -> str:
+        return f"{self.prefix}:actor-call-times:{actor_id}"

@@ -12,6 +12,7 @@ from PIL import Image
 from pydantic import BaseModel, Field
 
 from engines import Algorithm, algorithm
+from engines.actors import actorless
 from engines.media import Frames, ImagePrep, ImageRule, Media, VideoPrep, VideoRule, media
 
 
@@ -202,3 +203,32 @@ class MakePng(Algorithm):
 @algorithm(name="test-busy", kind="local", max_concurrency=1, max_queued=1, timeout_s=4, num_cpus=0.01)
 class SleepOneAtATime(Sleep):
     """The same sleep, one call at a time and one waiting per caller, within 4 s: busy for a third."""
+
+
+@actorless(name="TestCounter", read_only=["peek"], idle_timeout_s=1)
+class Counter:
+    """A counter actor for the tests: passivated after 1 s idle; its state can be made large."""
+
+    def __init__(self, start: int = 0) -> None:
+        self.count = start
+        self.ballast = ""
+
+    def add(self, n: Annotated[int, Field(description="how much to add", examples=[1])] = 1) -> int:
+        """Add n; the new count."""
+        self.count += n
+        return self.count
+
+    def peek(self) -> int:
+        """The count, read only."""
+        return self.count
+
+    def grow(self, kib: Annotated[int, Field(ge=0, le=4096, description="KiB of ballast to keep",
+                                             examples=[100])]) -> int:
+        """Keep kib KiB of ballast in the state (to push it past the Redis threshold); the state's size."""
+        self.ballast = "x" * (kib * 1024)
+        return len(self.ballast)
+
+    def fail_midway(self) -> int:
+        """Change the count, then raise: the change must not survive."""
+        self.count += 1000
+        raise RuntimeError("failed after changing the count")

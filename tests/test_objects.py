@@ -240,3 +240,12 @@ def test_factory_picks_the_store_by_bucket(tmp_path: Path) -> None:
 
 def _query(url: str) -> dict[str, str]:
     return {k: v[0] for k, v in parse_qs(urlsplit(url).query).items()}
+
+
+async def test_delete_removes_the_object_and_a_missing_key_is_no_error(store: ObjectStore) -> None:
+    await store.put("actors/a1/state.json", b"{}", "application/json")
+    await store.delete("actors/a1/state.json")
+    assert not await store.exists("actors/a1/state.json")
+    await store.delete("actors/a1/state.json")
+    with pytest.raises(ObjectNotFound):
+        await store.get("actors/a1/state.json")

@@ -18,6 +18,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from engines.actors.spec import ActorEntry, actor_entry, decorated_in
 from engines.algorithms.base import Algorithm
 from engines.algorithms.config import AlgorithmConfig
 from engines.algorithms.validation import describe, validate_input
@@ -148,10 +149,11 @@ def import_target(target: str, where: str) -> type[Algorithm]:
 
 
 class Registry:
-    """The algorithms to serve, in declaration order."""
+    """The algorithms to serve, in declaration order, and the actor templates to host."""
 
-    def __init__(self, entries: list[Entry]) -> None:
+    def __init__(self, entries: list[Entry], actors: list[ActorEntry] | None = None) -> None:
         self._entries = {e.name: e for e in entries}
+        self.actors = {a.name: a for a in actors or []}
 
     def __iter__(self) -> Iterator[Entry]:
         return iter(self._entries.values())
@@ -171,9 +173,9 @@ class Registry:
         return entry, validate_input(entry.cls.Input, arguments)
 
     @classmethod
-    def from_specs(cls, specs: list[tuple[str, AlgorithmSpec]]) -> Registry:
+    def from_specs(cls, specs: list[tuple[str, AlgorithmSpec]], actors: list[ActorEntry] | None = None) -> Registry:
         entries: list[Entry] = []
-        seen: dict[str, str] = {}
+        seen: dict[str, str] = {a.name: f"actor template {a.name}" for a in actors or []}
         for where, spec in specs:
             if spec.name in seen:
                 raise RegistryError(f"{where}: name: {spec.name!r} is already declared by {seen[spec.name]}")
@@ -184,7 +186,7 @@ class Registry:
             except ValueError as exc:
                 raise RegistryError(f"{where}: {exc}") from None
             entries.append(Entry(spec, cls_, cls_.Config.load(spec.config, where)))
-        return cls(entries)
+        return cls(entries, actors)
 
     @classmethod
     def load(cls, path: Path) -> Registry:
@@ -214,11 +216,15 @@ class Registry:
                 importlib.import_module(module)
             except ImportError as exc:
                 raise RegistryError(f"{path}: modules: cannot import {module!r} ({exc})") from None
-        specs = []
+        specs, actors = [], []
         for i, item in enumerate(items):
             label = item.get("name", "?") if isinstance(item, dict) else "?"
             where = f"{path}: entry {i + 1} ({label})"
-            specs.append((where, _parse_spec(item, where)))
+            if isinstance(item, dict) and item.get("kind") == "actor":
+                actors.append(actor_entry(item, where))
+            else:
+                specs.append((where, _parse_spec(item, where)))
+        actors += decorated_in(modules, {a.name for a in actors})
         specs += [(f"@algorithm {s.name} ({s.target})", s)
                   for module in modules for s in _DECORATED.get(module, [])]
-        return cls.from_specs(specs)
+        return cls.from_specs(specs, actors)

@@ -53,7 +53,7 @@ class StoredObject:
 
 @runtime_checkable
 class ObjectStore(Protocol):
-    """Where algorithm outputs and actor checkpoints go (``outputs/<task_id>/…``)."""
+    """Where algorithm outputs (``outputs/<task_id>/…``) and large actor states (``actors/<id>/…``) go."""
 
     async def put(self, key: str, data: bytes, content_type: str | None = None) -> StoredObject: ...
 
@@ -64,6 +64,10 @@ class ObjectStore(Protocol):
         ...
 
     async def exists(self, key: str) -> bool: ...
+
+    async def delete(self, key: str) -> None:
+        """Remove the object; a key with no object is not an error."""
+        ...
 
 
 def check_key(key: object) -> str:

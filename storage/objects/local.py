@@ -66,6 +66,13 @@ class LocalObjectStore:
     async def exists(self, key: str) -> bool:
         return await asyncio.to_thread(lambda: self._path(DATA_DIR, key).is_file())
 
+    async def delete(self, key: str) -> None:
+        def remove() -> None:
+            for tree in (DATA_DIR, TYPES_DIR):
+                self._path(tree, key).unlink(missing_ok=True)
+
+        await asyncio.to_thread(remove)
+
     async def url(self, key: str, expires_s: int | None = None) -> str:
         return self.signed_url(key, expires_s)
 

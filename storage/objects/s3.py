@@ -116,6 +116,10 @@ class S3ObjectStore:
             return False
         return True
 
+    async def delete(self, key: str) -> None:
+        check_key(key)
+        await self._call("delete", key, self._client.delete_object, Bucket=self.bucket, Key=key)
+
     async def url(self, key: str, expires_s: int | None = None) -> str:
         check_key(key)
         expires_s = self.url_expires_s if expires_s is None else expires_s
