@@ -117,7 +117,7 @@ class Calls:
 
     async def _call(self, entry: Entry, inp: BaseModel) -> dict[str, Any]:
         assert self._client is not None and self.tasks.config is not None, "ready implies joined"
-        result = await self._client.call(entry.name, inp, entry.spec.timeout_s, CallContext(self.tasks.config.id))
+        result = await self._client.call(entry.name, inp, entry.spec.timeout_s, CallContext(self.tasks.config.key))
         return await relink(result, self.tasks.objects)
 
     async def _record(self, name: str, payload: Any, started: float, **outcome: Any) -> str | None:

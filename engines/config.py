@@ -61,6 +61,13 @@ class StoreConfig:
         """The queue's identity: gateways on the same Redis and prefix share one task worker."""
         return digest(self.redis_url, self.prefix)
 
+    @property
+    def key(self) -> str:
+        """The queue with its object store: what a call names for its outputs and progress. Two gateways
+        on one queue with different stores (a misconfiguration) each keep their own outputs."""
+        objects = self.objects
+        return digest(self.redis_url, self.prefix, objects.bucket, objects.endpoint_url, objects.local_dir)
+
 
 def _url_secret(settings: Settings) -> str:
     """The local links' signing key: configured, or made once and kept in DATA_DIR for restarts."""

@@ -33,8 +33,7 @@ async def test_deposits_from_two_gateways_count_once_each_through_two_host_kills
     actors, aid = server.gateway.runtime.actors, f"crash-{uuid4().hex[:8]}"
     await actors.bind("Account", aid, ["Alice"], {"balance": 0})
     port = free_port()
-    env = {**server.env, "SERVICE_PORT": str(port), "DATA_DIR": str(tmp_path / "data"),
-           "ALGO_MCP_REGISTRY": str(settings.algo_mcp_registry)}
+    env = {**server.env, "SERVICE_PORT": str(port), "ALGO_MCP_REGISTRY": str(settings.algo_mcp_registry)}
     second = await asyncio.create_subprocess_exec(sys.executable, "-m", "mcp_server", "serve", "--transport", "http",
                                                   cwd=ROOT, env=env, stdout=asyncio.subprocess.DEVNULL,
                                                   stderr=asyncio.subprocess.DEVNULL)

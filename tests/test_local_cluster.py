@@ -49,6 +49,8 @@ async def test_the_keeper_starts_a_redis_that_died_again_with_its_data(tmp_path:
     try:
         store = TaskStore(client, prefix="keeper")
         before = await store.submit("local-echo", {"text": "before"})
+        # appendfsync everysec: what the server has written to its file survives; wait until it has
+        await poll(lambda: _in_append_only_file(tmp_path, before.task_id), what="the task in the append-only file")
         os.kill(int((tmp_path / "redis" / "valkey.pid").read_text()), signal.SIGKILL)  # as the OOM killer would
 
         async def submitted_again() -> str | None:
@@ -62,6 +64,10 @@ async def test_the_keeper_starts_a_redis_that_died_again_with_its_data(tmp_path:
         await client.aclose()
         cluster.leave()
     await poll(lambda: local_cluster.current(tmp_path) is None, what="the keeper gone after the last gateway")
+
+
+def _in_append_only_file(data_dir: Path, text: str) -> bool:
+    return any(text.encode() in f.read_bytes() for f in (data_dir / "redis").rglob("*.aof*") if f.is_file())
 
 
 async def test_a_gateway_arriving_while_the_last_cluster_stops_starts_a_new_one(tmp_path: Path):

@@ -27,6 +27,8 @@ def test_default_registry_loads_the_builtins():
                                 "external-sentiment", "nanobanana-image"]
     assert registry.get("nanobanana-image").spec.mode == "async"
     assert registry.get("text-embedding").spec.batch.max_batch_size == 16
+    assert set(registry.actors) == {"Account", "GamePlayer"}
+    assert registry.actors["Account"].spec.hosts == 1 and "deposit" in registry.actors["Account"].template.methods
 
 
 def echo_entry(extra: str) -> str:

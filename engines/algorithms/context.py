@@ -23,9 +23,9 @@ from storage.objects import ObjectStore, StorageError
 
 @dataclass(frozen=True)
 class CallContext:
-    """What a Serve call carries besides its input: its task queue (by id) and its task, if any."""
+    """What a Serve call carries besides its input: its store (by key) and its task, if any."""
 
-    store_id: str | None = None
+    store_key: str | None = None
     task_id: str | None = None
 
 
@@ -44,12 +44,12 @@ _bound: ContextVar[tuple[StoreConfig, str | None] | None] = ContextVar("algo_mcp
 
 async def bind(context: CallContext | None) -> None:
     """Called by the replica before each call, in the call's own task."""
-    if context is None or context.store_id is None:
+    if context is None or context.store_key is None:
         _bound.set(None)
         return
     from engines.serving.stores import lookup  # imports Ray: only inside replicas
 
-    _bound.set((await lookup(context.store_id), context.task_id))
+    _bound.set((await lookup(context.store_key), context.task_id))
 
 
 async def report_progress(fraction: float, message: str | None = None) -> bool:

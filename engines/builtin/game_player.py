@@ -37,8 +37,10 @@ class GamePlayer:
         """The player's id, health and position."""
         return {"player_id": self.player_id, "health": self.health, "position": self.position}
 
-    def update_position(self, new_pos: Annotated[Vector, Field(description="where the player is now")],
-                        new_vel: Annotated[Vector, Field(description="how fast it moves, per axis")]) -> bool:
+    def update_position(self, new_pos: Annotated[Vector, Field(description="where the player is now",
+                                                               examples=[{"x": 1.0, "y": 2.0, "z": 0.0}])],
+                        new_vel: Annotated[Vector, Field(description="how fast it moves, per axis",
+                                                         examples=[{"x": 0.5, "y": 0.0, "z": 0.0}])]) -> bool:
         """Move the player."""
         self.position, self.velocity = new_pos.model_dump(), new_vel.model_dump()
         return True

@@ -2,8 +2,8 @@
 
 Algorithm applications are shared by every gateway on a cluster, and gateways
 may use different task queues (Redis, prefix, object store). A call carries
-only its queue's id; the replica asks a detached directory actor for that
-id's :class:`~engines.config.StoreConfig` once and keeps it. So credentials
+only its store's key; the replica asks a detached directory actor for that
+key's :class:`~engines.config.StoreConfig` once and keeps it. So credentials
 and signing secrets cross the cluster once per replica, not with every call.
 """
 
@@ -27,10 +27,10 @@ class StoreDirectory:
         self._configs: dict[str, StoreConfig] = {}
 
     def register(self, config: StoreConfig) -> None:
-        self._configs[config.id] = config
+        self._configs[config.key] = config
 
-    def get(self, store_id: str) -> StoreConfig | None:
-        return self._configs.get(store_id)
+    def get(self, store_key: str) -> StoreConfig | None:
+        return self._configs.get(store_key)
 
 
 def register(config: StoreConfig) -> None:
@@ -44,20 +44,20 @@ _known: dict[str, StoreConfig] = {}
 _lock = asyncio.Lock()
 
 
-async def lookup(store_id: str) -> StoreConfig:
-    """The config registered under ``store_id``, asked of the directory once per process."""
-    config = _known.get(store_id)
+async def lookup(store_key: str) -> StoreConfig:
+    """The config registered under ``store_key``, asked of the directory once per process."""
+    config = _known.get(store_key)
     if config is not None:
         return config
     async with _lock:
-        if store_id not in _known:
+        if store_key not in _known:
             try:
                 directory = ray.get_actor(NAME, namespace=NAMESPACE)
-                found = await directory.get.remote(store_id)
+                found = await directory.get.remote(store_key)
             except ValueError:  # no directory: no gateway registered anything on this cluster
                 found = None
             if found is None:
-                raise Unavailable(f"the task store {store_id} is not registered on this cluster; "
+                raise Unavailable(f"the task store {store_key} is not registered on this cluster; "
                                   "start (or restart) a gateway that uses it")
-            _known[store_id] = found
-    return _known[store_id]
+            _known[store_key] = found
+    return _known[store_key]

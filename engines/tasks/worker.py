@@ -147,7 +147,7 @@ class TaskWorker:
         replaced it, until ``max_attempts`` is spent.
         """
         timeout_s = record.timeout_s or DEFAULT_TIMEOUT_S
-        context = CallContext(self._config.store.id, record.task_id)
+        context = CallContext(self._config.store.key, record.task_id)
         attempt = record.attempts
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
