@@ -168,14 +168,17 @@ async def serving(app: Any) -> AsyncIterator[str]:
         await task
 
 
-def run(main: Callable[[], Coroutine[Any, Any, None]]) -> None:
-    """Run a bench on a private local Ray cluster, and leave no Ray process behind."""
+def run(main: Callable[[], Coroutine[Any, Any, None]],
+        loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None) -> None:
+    """Run a bench on a private local Ray cluster, and leave no Ray process behind; ``loop_factory``:
+    the event loop the gateway runs on (``mcp_server.cli.event_loop_factory()`` for uvloop, as served)."""
     os.environ.setdefault("FASTMCP_CHECK_FOR_UPDATES", "off")
     os.environ.pop("RAY_ADDRESS", None)  # never deploy bench variants onto someone's cluster
     os.environ.setdefault("LOCAL_CLUSTER_LINGER_S", "0")  # the bench's clusters stop with it
     os.environ[_MARKER] = f"{os.getpid()}-{time.time_ns()}"  # inherited by every process we start
     try:
-        asyncio.run(main())
+        with asyncio.Runner(loop_factory=loop_factory) as runner:
+            runner.run(main())
     finally:
         _shutdown_ray()
         _reap()

@@ -11,6 +11,7 @@ handlers call ``ray.get`` synchronously). The class it hosts is the same
 from __future__ import annotations
 
 import asyncio
+import os
 import pickle
 from collections import OrderedDict
 from typing import Any
@@ -43,6 +44,10 @@ class SeedActor:
     def release(self) -> bytes:
         return pickle.dumps(vars(self.instance))
 
+    def rss_bytes(self) -> int:
+        """This actor's process's resident memory: what an active actor costs in this design."""
+        return int(open("/proc/self/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
 
 class SeedFront:
     """LRU residency under ``budget`` and one request at a time, as the seed's front serves them."""
@@ -58,19 +63,16 @@ class SeedFront:
             if handle is None:
                 while len(self.resident) >= self.budget:
                     _, evicted = self.resident.popitem(last=False)
-                    victim_id = await self._release(evicted)
-                    assert victim_id
+                    await self._release(evicted)
                 state = await self.redis.get(f"seed:{actor_id}".encode())
                 handle = SeedActor.remote(actor_id, self.items, state)
             self.resident[actor_id] = handle
             return await handle.call.remote(method, kwargs)
 
-    async def _release(self, handle: Any) -> str:
+    async def _release(self, handle: Any) -> None:
         state = await handle.release.remote()
-        player_id = pickle.loads(state)["player_id"]
-        await self.redis.set(f"seed:{player_id}".encode(), state)
+        await self.redis.set(f"seed:{pickle.loads(state)['player_id']}".encode(), state)
         ray.kill(handle)
-        return player_id
 
     def app(self) -> Starlette:
         async def invoke(request: Request) -> JSONResponse:

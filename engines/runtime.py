@@ -220,7 +220,9 @@ class Runtime:
         store = replace(self.tasks.config, objects=replace(self.tasks.config.objects, base_url=""))
         config = HostConfig(store, tuple(sorted({e.template.target.__module__ for e in entries})),
                             self.settings.actor_lease_s, self.settings.actor_max_active,
-                            self.settings.actor_state_inline_bytes)
+                            self.settings.actor_state_inline_bytes,
+                            int(self.settings.actor_host_state_budget_mb * 2**20),
+                            tuple((e.name, e.template.persistence) for e in sorted(entries, key=lambda e: e.name)))
         placements = sorted({e.spec.placement for e in entries})
         try:
             pools = await asyncio.gather(*(start_pool(PoolSpec(tuple(e.template for e in entries if e.spec.placement

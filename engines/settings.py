@@ -71,7 +71,11 @@ class Settings(BaseSettings):
     actor_lease_s: float = Field(10, gt=0, le=300, description="an actor host's hold on an actor, renewed as it runs")
     actor_max_active: int = Field(5000, ge=1, description="actors one host keeps active; past it, the LRU passivate")
     actor_state_inline_bytes: int = Field(
-        64 * 1024, ge=0, description="actor states up to this size are kept in Redis, larger ones in the object store")
+        1024 * 1024, ge=0, le=64 * 1024 * 1024,
+        description="actor states up to this size are kept in Redis, larger ones in the object store")
+    actor_host_state_budget_mb: float = Field(
+        1024, gt=0, description="the active actors' state one host keeps in memory (as last written); past it "
+                                "the least recently used are passivated")
     actor_call_timeout_s: float = Field(50, gt=0, le=600, description="an actor call, host restarts included")
 
     # outputs: a local folder by default, S3-compatible (AWS, Aliyun OSS, MinIO) when S3_BUCKET is set

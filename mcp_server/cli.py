@@ -12,6 +12,7 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable
 
+from engines.collector import collect_on_schedule
 from engines.errors import AlgoError
 from engines.settings import Settings, get_settings
 
@@ -34,7 +35,7 @@ def _protect_stdout() -> None:
     sys.stdout = os.fdopen(protocol_fd, "w", encoding="utf-8", buffering=1)
 
 
-def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     """uvloop where it exists (not on Windows): every tool call is event-loop work end to end
     (MCP framing, the Serve router in this process, Redis), and uvloop does it faster."""
     try:
@@ -159,7 +160,8 @@ def main(argv: list[str] | None = None) -> None:
         if args.command == "cluster":
             _cluster(settings, args.action)
             return
-        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        collect_on_schedule()  # no full garbage collection pausing the gateway under load
+        with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
             runner.run(_serve(settings, args.transport, args.host, args.port))
     except AlgoError as err:  # a wrong registry entry, a taken port: say what, not a traceback
         print(f"algo-mcp: {err.message}", file=sys.stderr)

@@ -10,10 +10,12 @@ caller's choice.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import orjson
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
@@ -64,9 +66,19 @@ class ActorRecord:
         return cls(actor_id=h["actor_id"], template=h["template"], args=loads(h.get("args")) or [],
                    kwargs=loads(h.get("kwargs")) or {}, options=loads(h.get("options")) or {},
                    bound_at=float(h.get("bound_at") or 0), version=int(h.get("version") or 0),
-                   calls=int(h.get("calls") or 0), state=loads(h.get("state")), state_ref=h.get("state_ref"),
+                   calls=int(h.get("calls") or 0), state=_state(h.get("state")), state_ref=h.get("state_ref"),
                    state_bytes=int(h.get("state_bytes") or 0), checkpointed_at=to_float(h.get("checkpointed_at")),
                    last_call_at=to_float(h.get("last_call_at")))
+
+
+def _state(text: str | None) -> Any:
+    """Actor state is read with orjson: a 300 KB state decodes in half the time ``json`` takes."""
+    return None if text is None else orjson.loads(text)
+
+
+def _host_name(lease: str | None) -> str | None:
+    """A lease's value is ``{host name}/{incarnation} {token}``."""
+    return lease.split(" ", 1)[0].split("/", 1)[0] if lease else None
 
 
 @dataclass(frozen=True)
@@ -175,8 +187,14 @@ class ActorStore:
 
     async def holder(self, actor_id: str) -> str | None:
         """The name of the host the actor is active on now (without its incarnation), if any."""
-        lease = await self._batch.command("GET", self.keys.actor_lease(actor_id))
-        return lease.split(" ", 1)[0].split("/", 1)[0] if lease else None
+        return _host_name(await self._batch.command("GET", self.keys.actor_lease(actor_id)))
+
+    async def route(self, actor_id: str) -> tuple[str | None, str | None]:
+        """What a call needs, in one round trip and without the state: the actor's template (None if
+        the id is not bound) and the host it is active on (None if nowhere)."""
+        template, lease = await asyncio.gather(self._batch.command("HGET", self.keys.actor(actor_id), "template"),
+                                               self._batch.command("GET", self.keys.actor_lease(actor_id)))
+        return template, _host_name(lease)
 
     async def delete(self, actor_id: str) -> str | Literal[False] | None:
         """Remove the actor and its lease; the object-store key of its state to delete (None if it had

@@ -232,3 +232,13 @@ class Counter:
         """Change the count, then raise: the change must not survive."""
         self.count += 1000
         raise RuntimeError("failed after changing the count")
+
+
+@actorless(name="TestBatched", read_only=["peek"], checkpoint="periodic", checkpoint_every=3, checkpoint_every_s=0.5)
+class BatchedCounter(Counter.target):
+    """A counter checkpointed every 3 writes, or half a second after the first unsaved one."""
+
+
+@actorless(name="TestLazy", read_only=["peek"])
+class LazyCounter(Counter.target):
+    """A counter whose registry entry (tests/conftest.py) overrides its policy to on_passivation."""

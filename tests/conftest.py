@@ -40,6 +40,9 @@ WEATHER_KEY = "weather_secret_key_3e8b"
 #: an algorithm from a package that lives only in the tests, with a plain setting from the registry file
 WEATHER_ENTRY = {"name": "test-weather", "kind": "local", "target": "tests.weather_plugin:Weather",
                  "num_cpus": 0.01, "config": {"units": "imperial"}}
+#: an actor entry overriding its template's persistence (the template checkpoints every call)
+LAZY_ENTRY = {"name": "TestLazy", "kind": "actor", "target": "tests.algorithms:LazyCounter",
+              "checkpoint": "on_passivation"}
 START_DEADLINE_S = 300
 
 
@@ -107,6 +110,7 @@ def server_env(tmp_path_factory: pytest.TempPathFactory, algorithm_env: dict[str
     Its local cluster (Ray) stops as soon as the session's last gateway has gone."""
     return {"MCP_AUTH_TOKEN": TOKEN, "SERVICE_PORT": str(gateway_socket.getsockname()[1]),
             "REDIS_URL": redis_url, "DATA_DIR": str(tmp_path_factory.mktemp("data")),
+            "ACTOR_STATE_INLINE_BYTES": str(64 * 1024),  # tests/test_actors.py pushes a state past it
             "CALLBACK_SECRET": CALLBACK_SECRET, "FETCH_ALLOWLIST": "127.0.0.1",
             "TASK_VISIBILITY_TIMEOUT_SECONDS": "3", "SYNC_BUDGET_S": "2", "LOCAL_CLUSTER_LINGER_S": "0",
             **algorithm_env}
@@ -123,7 +127,8 @@ def settings(tmp_path_factory: pytest.TempPathFactory, server_env: dict[str, str
     """The default registry plus the test algorithms (registered by decorator in tests.algorithms)."""
     registry = tmp_path_factory.mktemp("registry") / "algorithms.yaml"
     defaults = yaml.safe_load((ROOT / "algorithms.yaml").read_text())
-    registry.write_text(yaml.safe_dump({"modules": ["tests.algorithms"], "algorithms": [*defaults, WEATHER_ENTRY]}))
+    registry.write_text(yaml.safe_dump({"modules": ["tests.algorithms"], "algorithms": [*defaults, WEATHER_ENTRY,
+                                                                                      LAZY_ENTRY]}))
     return core_settings(server_env, algo_mcp_registry=registry)
 
 

@@ -3,6 +3,8 @@ checks on actor entries (no Ray)."""
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 from typing import Annotated
 
@@ -11,6 +13,7 @@ import yaml
 from pydantic import Field
 
 from engines.actors import actorless
+from engines.actors.persistence import Persistence
 from engines.algorithms.registry import Registry
 from engines.errors import RegistryError, UnknownMethod, ValidationFailed
 
@@ -76,7 +79,7 @@ def test_public_methods_are_operations_with_exact_schemas():
 def test_the_state_is_the_public_attributes_replayed_on_the_constructor():
     cart = Cart.instantiate(["ana"], {}, None)
     Cart.bound_call(cart, Cart.methods["add"])(sku="tea", qty=3)
-    state = Cart.state_of(cart)
+    state = json.loads(Cart.state_json(cart))
     assert state == {"owner": "ana", "items": {"tea": 3}}
     again = Cart.instantiate(["ana"], {}, state)
     assert again.items == {"tea": 3} and Cart.bound_call(again, Cart.methods["total"])() == 3
@@ -84,17 +87,18 @@ def test_the_state_is_the_public_attributes_replayed_on_the_constructor():
 
 def test_a_function_template_keeps_its_state_dict_and_hooks_choose_what_is_kept():
     state = visits.instantiate([], {}, {"/": 4})
-    assert visits.bound_call(state, visits.methods["visits"])(page="/") == 5 and visits.state_of(state) == {"/": 5}
+    assert visits.bound_call(state, visits.methods["visits"])(page="/") == 5
+    assert json.loads(visits.state_json(state)) == {"/": 5}
     hooked = HookedTemplate.instantiate([], {}, {"kept": 9})
     assert HookedTemplate.bound_call(hooked, HookedTemplate.methods["bump"])() == 10
-    assert HookedTemplate.state_of(hooked) == {"kept": 10} and hooked.secret == "not stored"
+    assert json.loads(HookedTemplate.state_json(hooked)) == {"kept": 10} and hooked.secret == "not stored"
 
 
 def test_a_state_that_is_not_json_is_refused_naming_the_template():
     cart = Cart.instantiate(["ana"], {}, None)
     cart.items = {"socks": object()}
     with pytest.raises(ValidationFailed, match=r"Cart: its state is not JSON data"):
-        Cart.state_of(cart)
+        json.loads(Cart.state_json(cart))
 
 
 def test_bad_templates_are_refused_where_they_are_declared():
@@ -129,3 +133,32 @@ def test_templates_in_listed_modules_join_with_the_default_placement(tmp_path: P
     actors = Registry.load(path).actors
     assert {"Cart", "visits", "Hooked"} <= set(actors)
     assert actors["Cart"].spec.hosts == 3 and actors["visits"].spec.hosts == 2
+
+
+@pytest.mark.parametrize(("options", "problem"), [
+    ({"checkpoint": "periodic"}, "checkpoint 'periodic' needs checkpoint_every (calls) or checkpoint_every_s"),
+    ({"checkpoint_every_s": 5}, "checkpoint_every and checkpoint_every_s apply only to checkpoint 'periodic' "
+                                 "(got 'every_call')"),
+    ({"checkpoint": "periodic", "checkpoint_every": 0}, "checkpoint_every must be at least 1 (got 0)"),
+    ({"idle_timeout_s": 0}, "idle_timeout_s must be positive (got 0)"),
+])
+def test_a_persistence_that_cannot_work_is_refused_naming_the_rule(options: dict, problem: str):
+    with pytest.raises(RegistryError, match=r"@actorless Bad: " + re.escape(problem)):
+        actorless(name="Bad", **options)(Cart.target)
+
+
+def test_a_registry_entry_overrides_the_templates_persistence(tmp_path: Path):
+    path = tmp_path / "algorithms.yaml"
+    entry = {"name": "Cart", "kind": "actor", "target": "tests.test_actor_templates:Cart"}
+    path.write_text(yaml.safe_dump([{**entry, "checkpoint": "periodic", "checkpoint_every_s": 2,
+                                     "idle_timeout_s": 30}]))
+    chosen = Registry.load(path).actors["Cart"].template.persistence
+    assert chosen == Persistence("periodic", None, 2.0, 30.0) and Cart.persistence == Persistence()
+    assert not chosen.after_call(unsaved=100) and chosen.overdue(2.0) and not chosen.overdue(1.9)
+    path.write_text(yaml.safe_dump([{**entry, "checkpoint": "periodic"}]))
+    with pytest.raises(RegistryError, match=r"entry 1 \(.*\): checkpoint 'periodic' needs checkpoint_every"):
+        Registry.load(path)
+    path.write_text(yaml.safe_dump([{**entry, "checkpoint": "sometimes"}]))
+    with pytest.raises(RegistryError, match=r"checkpoint: must be one of 'every_call', 'periodic' or "
+                                            r"'on_passivation' \(got 'sometimes'\)"):
+        Registry.load(path)

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from engines.actors import api
-from engines.actors.host import CallOrder
+from engines.actors.host import ActorHost, CallOrder, HostConfig
 from engines.errors import (
     ActorCallFailed,
     AlreadyBound,
@@ -100,6 +100,77 @@ async def test_an_idle_actor_is_passivated_and_comes_back_with_its_state(server:
 
 async def _passivated(actors, aid: str) -> bool:
     return await actors.live(aid) is None and await actors.store.holder(aid) is None
+
+
+async def test_many_actors_share_a_few_host_processes(server: Running):
+    actors, run = server.gateway.runtime.actors, uuid4().hex[:6]
+    ids = [f"many-{run}-{i:04d}" for i in range(1000)]
+    for chunk in range(0, len(ids), 250):
+        await asyncio.gather(*(actors.bind("TestBatched", ids[i], [i]) for i in range(chunk, chunk + 250)))
+    active = ids[:300]
+    for chunk in range(0, len(active), 50):
+        counts = await asyncio.gather(*(actors.invoke(a, "peek") for a in active[chunk:chunk + 50]))
+        assert counts == list(range(chunk, chunk + len(counts)))  # each its own constructor's state
+    hosts = await actors.hosts("TestBatched")
+    assert len(hosts) == 2 and len({h["pid"] for h in hosts}) == 2  # the pool's two processes, no more
+    held = {a for h in hosts for a in h["actors"]}
+    assert set(active) <= held and all(h["rss_bytes"] > 0 for h in hosts)
+    assert await actors.store.count() >= 1000
+
+
+async def test_a_host_over_its_state_budget_passivates_the_least_recently_used(server: Running):
+    runtime = server.gateway.runtime
+    host = ActorHost(HostConfig(runtime.tasks.config, ("tests.algorithms",), state_budget_bytes=250 * 1024),
+                     f"budget-{uuid4().hex[:6]}")  # in this process: its state is what the test reads
+    ids = [new_id("heavy") for _ in range(4)]
+    try:
+        for n, aid in enumerate(ids):
+            await runtime.actors.bind("TestLazy", aid, [n])  # this host has no override: every call
+            assert await host.call(aid, "grow", [100], {}, uuid4().hex) == 100 * 1024
+        held = await poll(lambda: _held_if(host, {ids[2], ids[3]}), timeout_s=10, what="two oldest passivated")
+        assert held["active"] == 2
+        first = await runtime.actors.get(ids[0])
+        assert first.state_bytes > 100 * 1024 and await runtime.actors.store.holder(ids[0]) is None
+        assert await host.call(ids[0], "peek", [], {}, uuid4().hex) == 0  # back, and another one out
+        assert ids[0] in (await host.status())["actors"]
+    finally:
+        await host.close()
+    assert (await host.status())["active"] == 0 and all([await runtime.actors.store.holder(a) is None
+                                                        for a in ids])
+
+
+async def _held_if(host: ActorHost, expected: set[str]) -> dict | None:
+    status = await host.status()
+    return status if set(status["actors"]) == expected else None
+
+
+async def test_a_periodic_policy_writes_every_n_calls_or_after_its_interval(server: Running):
+    actors, aid = server.gateway.runtime.actors, new_id("batched")
+    await actors.bind("TestBatched", aid)  # every 3 writes, or 0.5 s after the first unsaved one
+    assert [await actors.invoke(aid, "add", [1]) for _ in range(2)] == [1, 2]
+    assert (await actors.get(aid)).version == 0  # two writes: nothing written yet
+    assert await actors.invoke(aid, "add", [1]) == 3
+    record = await actors.get(aid)  # the third was answered after its checkpoint
+    assert record.version == 1 and record.state["count"] == 3 and record.calls == 3
+    assert await actors.invoke(aid, "add", [1]) == 4
+    written = await poll(lambda: _version_at_least(actors, aid, 2), timeout_s=10, what="the interval's checkpoint")
+    assert written.state["count"] == 4 and written.calls == 4
+
+
+async def test_a_registry_entry_can_make_a_template_checkpoint_only_on_passivation(server: Running):
+    actors, aid = server.gateway.runtime.actors, new_id("lazy")
+    await actors.bind("TestLazy", aid)  # the template says every call; tests/conftest.py's entry overrides it
+    assert [await actors.invoke(aid, "add", [2]) for _ in range(5)][-1] == 10
+    assert (await actors.get(aid)).tier == "none yet"
+    assert await actors.passivate(aid) is True and await actors.passivate(aid) is False
+    record = await actors.get(aid)
+    assert record.version == 1 and record.state["count"] == 10 and await actors.store.holder(aid) is None
+    assert await actors.invoke(aid, "add", [1]) == 11  # reactivated from that checkpoint
+
+
+async def _version_at_least(actors, aid: str, version: int):
+    record = await actors.get(aid)
+    return record if record.version >= version else None
 
 
 async def test_a_large_state_lives_in_the_object_store_and_delete_leaves_nothing(server: Running):

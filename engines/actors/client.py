@@ -7,6 +7,7 @@ pools. Ray is imported only there, so building the gateway stays quick.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import uuid
 from collections.abc import Mapping, Sequence
@@ -87,23 +88,36 @@ class Actors:
                      kwargs: Mapping[str, Any] | None = None, *, keep_alive: bool = False,
                      template: str | None = None) -> Any:
         """Run ``method`` on the actor, where it is active or its pool's hash says; its JSON result."""
-        record = await self.get(actor_id)
-        if template is not None and template != record.template:
-            raise UnknownActor(f"{actor_id} (it is a {record.template}, not a {template})")
-        pool, hosts = self._pool(record.template)
-        m = self.template(record.template).method(method)  # a wrong name fails here, naming the template's methods
-        m.arguments(args, dict(kwargs or {}), f"{record.template}.{method}")  # and bad arguments, before any host
-        host = await self.store.holder(actor_id) or pool.host_for(actor_id)
-        return await hosts.call(host, actor_id, method, list(args), dict(kwargs or {}), uuid.uuid4().hex,
-                                keep_alive)
+        bound_to, holder = await self.store.route(check_actor_id(actor_id))
+        if bound_to is None:
+            raise UnknownActor(actor_id)
+        if template is not None and template != bound_to:
+            raise UnknownActor(f"{actor_id} (it is a {bound_to}, not a {template})")
+        pool, hosts = self._pool(bound_to)
+        m = self.template(bound_to).method(method)  # a wrong name fails here, naming the template's methods
+        m.arguments(args, dict(kwargs or {}), f"{bound_to}.{method}")  # and bad arguments, before any host
+        return await hosts.call(holder or pool.host_for(actor_id), actor_id, method, list(args), dict(kwargs or {}),
+                                uuid.uuid4().hex, keep_alive)
 
     async def delete(self, actor_id: str) -> bool:
         """End the actor wherever it is active, and its state; False if the id was not bound."""
-        record = await self.store.get(check_actor_id(actor_id))
-        if record is None:
+        bound_to, holder = await self.store.route(check_actor_id(actor_id))
+        if bound_to is None:
             return False
-        pool, hosts = self._pool(record.template)
-        return await hosts.delete(await self.store.holder(actor_id) or pool.host_for(actor_id), actor_id)
+        pool, hosts = self._pool(bound_to)
+        return await hosts.delete(holder or pool.host_for(actor_id), actor_id)
+
+    async def passivate(self, actor_id: str) -> bool:
+        """Checkpoint the actor and drop it from its host's memory now; False if it was not active."""
+        host = await self.store.holder(check_actor_id(actor_id))
+        if host is None or self._hosts is None:
+            return False
+        return await self._hosts.passivate(host, actor_id)
+
+    async def hosts(self, template: str) -> list[dict[str, Any]]:
+        """The status of each host of the template's pool (process, memory, what it holds)."""
+        pool, hosts = self._pool(self.template(template).name)
+        return list(await asyncio.gather(*(hosts.status(h) for h in pool.hosts)))
 
     async def live(self, actor_id: str) -> dict[str, Any] | None:
         """The actor's in-memory state where it is active; None when it is passivated."""

@@ -26,10 +26,14 @@ import uuid
 from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+import orjson
+
+from engines.actors.persistence import Persistence
 from engines.actors.template import TEMPLATES, ActorTemplate, Method
+from engines.collector import collect_on_schedule
 from engines.config import StoreConfig
 from engines.errors import ActiveElsewhere, ActorCallFailed, AlgoError, LeaseLost, NotConfigured, UnknownActor
 from engines.loops import every
@@ -37,6 +41,7 @@ from storage import redis_pool
 from storage.actors import ActorStore, Elsewhere, Held
 
 log = logging.getLogger(__name__)
+HOUSEKEEPING_S = 0.25  # how often a host looks for due checkpoints and idle actors
 
 @dataclass(frozen=True)
 class HostConfig:
@@ -46,7 +51,9 @@ class HostConfig:
     modules: tuple[str, ...]  # imported so their @actorless templates are known here
     lease_s: float = 10.0
     max_active: int = 5000
-    state_inline_bytes: int = 64 * 1024  # larger states go to the object store
+    state_inline_bytes: int = 1024 * 1024  # larger states go to the object store
+    state_budget_bytes: int = 2**30  # the active actors' state (as last written) a host keeps
+    persistence: tuple[tuple[str, Persistence], ...] = ()  # the registry's overrides, by template name
 
 
 class CallOrder:
@@ -105,6 +112,8 @@ class Activation:
     token: str
     keep_alive: bool = False
     unsaved: dict[str, Any] = field(default_factory=dict)  # writing calls since the last checkpoint: id → result
+    unsaved_since: float = 0.0  # when the first of them ran (monotonic)
+    state_bytes: int = 0  # its state's size as last written: what it weighs against the host's budget
     last_used: float = field(default_factory=time.monotonic)
     gone: bool = False  # passivated, deleted or lost: the next call activates anew
     order: CallOrder = field(default_factory=CallOrder)
@@ -117,8 +126,12 @@ class ActorHost:
         for module in config.modules:
             importlib.import_module(module)
         self.config = config
+        collect_on_schedule()  # a host's heap is its actors' state: no full collection under load
+        self.templates = {**TEMPLATES, **{name: replace(TEMPLATES[name], persistence=p)
+                                          for name, p in config.persistence}}
         self.host_id = f"{name}/{uuid.uuid4().hex[:8]}"  # an incarnation: a restarted host takes its leases over
         self._active: dict[str, Activation] = {}
+        self._state_bytes = 0  # of the active actors, as last written
         self._activating: dict[str, asyncio.Future[Activation]] = {}
         self._store: ActorStore | None = None
         self._loops: list[asyncio.Task] = []
@@ -129,7 +142,7 @@ class ActorHost:
             self._store = ActorStore(redis_pool(self.config.store.redis_url), prefix=self.config.store.prefix)
             self._objects = self.config.store.objects.open()
             self._loops = [asyncio.create_task(every(self.config.lease_s / 3, self._renew, what="actor leases")),
-                           asyncio.create_task(every(1.0, self._passivate_idle, what="actor passivation"))]
+                           asyncio.create_task(every(HOUSEKEEPING_S, self._housekeeping, what="actor housekeeping"))]
         return self._store
 
     # -- calls ------------------------------------------------------------------
@@ -154,9 +167,10 @@ class ActorHost:
                 act.keep_alive = act.keep_alive or keep_alive
                 result = await self._run(act, m, arguments)
                 if not m.read_only:
+                    if not act.unsaved:
+                        act.unsaved_since = time.monotonic()
                     act.unsaved[call_id] = result
-                    if act.template.checkpoint == "every_call" or (
-                            act.template.checkpoint == "every_n" and len(act.unsaved) >= act.template.checkpoint_every):
+                    if act.template.persistence.after_call(len(act.unsaved)):
                         await self._checkpoint(act)
                 return result
 
@@ -207,37 +221,40 @@ class ActorHost:
             raise ActiveElsewhere(actor_id, got.host.split("/", 1)[0])
         assert isinstance(got, Held)
         record = got.record
-        template = TEMPLATES.get(record.template)
+        template = self.templates.get(record.template)
         if template is None:
             await store.release(actor_id, self.host_id, got.token)
             raise NotConfigured(f"actor {actor_id!r}: this host does not know template {record.template!r}")
         state = record.state
         if record.state_ref:
             data, _ = await self._objects.get(record.state_ref)
-            state = json.loads(data)
+            state = orjson.loads(data)
         act = Activation(actor_id, template, template.instantiate(record.args, record.kwargs, state), got.token,
-                         keep_alive=bool(record.options.get("is_always_alive")))
+                         keep_alive=bool(record.options.get("is_always_alive")), state_bytes=record.state_bytes)
         self._active[actor_id] = act
-        await self._make_room()
+        self._state_bytes += act.state_bytes
+        await self._make_room(keep=act)
         return act
 
     async def _checkpoint(self, act: Activation) -> None:
         """Write the state under the activation's token; a host that lost the lease writes nothing."""
         store = self._started()
-        text = json.dumps(act.template.state_of(act.instance), separators=(",", ":"), ensure_ascii=False)
-        size = len(text.encode())
+        data = act.template.state_json(act.instance)
         ref = None
-        if size > self.config.state_inline_bytes:
+        if len(data) > self.config.state_inline_bytes:
             ref = f"actors/{act.actor_id}/state-{uuid.uuid4().hex}.json"
-            await self._objects.put(ref, text.encode(), "application/json")
-        written = await store.checkpoint(act.actor_id, self.host_id, act.token, state=None if ref else text,
-                                         state_ref=ref, size=size, calls=act.unsaved)
+            await self._objects.put(ref, data, "application/json")
+        written = await store.checkpoint(act.actor_id, self.host_id, act.token,
+                                         state=None if ref else data.decode(), state_ref=ref, size=len(data),
+                                         calls=act.unsaved)
         if written is None:
             if ref:
                 await self._objects.delete(ref)
             self._forget(act)
             raise LeaseLost(act.actor_id)
         act.unsaved = {}
+        self._state_bytes += len(data) - act.state_bytes
+        act.state_bytes = len(data)
         if written.replaced_ref:
             await self._objects.delete(written.replaced_ref)
 
@@ -245,6 +262,7 @@ class ActorHost:
         act.gone = True
         if self._active.get(act.actor_id) is act:
             del self._active[act.actor_id]
+            self._state_bytes -= act.state_bytes
 
     async def passivate(self, actor_id: str) -> bool:
         """Checkpoint the actor if it has unsaved calls, give its lease up, and drop it from memory."""
@@ -259,6 +277,14 @@ class ActorHost:
             self._forget(act)
             await self._started().release(actor_id, self.host_id, act.token)
         return True
+
+    async def close(self) -> None:
+        """Retire this host: passivate every actor (checkpointing what is unsaved), stop the loops."""
+        for actor_id in list(self._active):
+            await self.passivate(actor_id)
+        for loop in self._loops:
+            loop.cancel()
+        await asyncio.gather(*self._loops, return_exceptions=True)
 
     async def delete(self, actor_id: str) -> bool:
         """End the actor: its activation here, its record, lease and stored state; False if unbound."""
@@ -275,20 +301,35 @@ class ActorHost:
 
     # -- housekeeping -----------------------------------------------------------
 
-    async def _make_room(self) -> None:
-        """Past ``max_active``, passivate the least recently used (never a kept-alive one)."""
-        excess = len(self._active) - self.config.max_active
-        if excess <= 0:
+    async def _make_room(self, keep: Activation | None = None) -> None:
+        """Past ``max_active`` actors or ``state_budget_bytes`` of state, passivate the least recently
+        used (never a kept-alive one, nor ``keep``, the one just activated)."""
+        over = len(self._active) - self.config.max_active, self._state_bytes - self.config.state_budget_bytes
+        if over[0] <= 0 and over[1] <= 0:
             return
-        idle = sorted((a for a in self._active.values() if not a.keep_alive), key=lambda a: a.last_used)
-        for act in idle[:excess]:
+        count, size = over
+        for act in sorted((a for a in self._active.values() if not a.keep_alive and a is not keep),
+                          key=lambda a: a.last_used):
+            if count <= 0 and size <= 0:
+                break
+            count, size = count - 1, size - act.state_bytes
             await self.passivate(act.actor_id)
 
-    async def _passivate_idle(self) -> None:
-        now = time.monotonic()
-        for act in [a for a in self._active.values() if not a.keep_alive]:
-            if now - act.last_used > act.template.idle_timeout_s:
-                await self.passivate(act.actor_id)
+    async def _housekeeping(self) -> None:
+        """Checkpoint what a periodic policy says is due; passivate the idle, and the least recently used
+        while states that grew keep the host over its budget."""
+        for act in list(self._active.values()):
+            now, persistence = time.monotonic(), act.template.persistence
+            try:
+                if act.unsaved and persistence.overdue(now - act.unsaved_since):
+                    async with act.order.hold(read_only=False):
+                        if not act.gone and act.unsaved:
+                            await self._checkpoint(act)
+                if not act.keep_alive and now - act.last_used > persistence.idle_timeout_s:
+                    await self.passivate(act.actor_id)
+            except LeaseLost:
+                continue  # taken over elsewhere: already forgotten here, and the others still get their turn
+        await self._make_room()
 
     async def _renew(self) -> None:
         """Keep the leases of the actors active here; one lost (taken over) is forgotten, unwritten."""
@@ -300,7 +341,7 @@ class ActorHost:
 
     async def status(self) -> dict[str, Any]:
         """For inspection: this host's incarnation and what it holds."""
-        return {"host": self.host_id, "pid": os.getpid(), "active": len(self._active),
+        return {"host": self.host_id, "pid": os.getpid(), "rss_bytes": _rss_bytes(), "active": len(self._active),
                 "actors": {a.actor_id: {"template": a.template.name, "unsaved": len(a.unsaved),
                                         "keep_alive": a.keep_alive} for a in self._active.values()}}
 
@@ -309,5 +350,15 @@ class ActorHost:
         act = self._active.get(actor_id)
         if act is None or act.gone:
             return None
-        return {"host": self.host_id, "state": act.template.state_of(act.instance), "unsaved": len(act.unsaved),
-                "keep_alive": act.keep_alive, "idle_s": round(time.monotonic() - act.last_used, 3)}
+        return {"host": self.host_id, "state": json.loads(act.template.state_json(act.instance)),
+                "unsaved": len(act.unsaved), "keep_alive": act.keep_alive,
+                "idle_s": round(time.monotonic() - act.last_used, 3)}
+
+
+def _rss_bytes() -> int | None:
+    """This process's resident memory (Linux), for the host's status."""
+    try:
+        return int(open("/proc/self/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
+

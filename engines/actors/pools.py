@@ -93,6 +93,12 @@ class HostCalls:
     async def delete(self, host: str, actor_id: str) -> bool:
         return await self._send(host, "delete", actor_id)
 
+    async def passivate(self, host: str, actor_id: str) -> bool:
+        return await self._send(host, "passivate", actor_id)
+
+    async def status(self, host: str) -> dict[str, Any]:
+        return await self._send(host, "status")
+
     async def activation(self, host: str, actor_id: str) -> dict[str, Any] | None:
         try:
             return await self._send(host, "activation", actor_id)

@@ -4,17 +4,21 @@ A template joins the registry as an entry ``{name, kind: actor, target, hosts,
 num_cpus, num_gpus}`` (``target`` names the ``@actorless`` object), or by being
 defined in a module the registry lists under ``modules:`` (then with the
 default placement). Templates with the same placement share a pool of hosts.
+An entry may also override the template's persistence (``checkpoint``,
+``checkpoint_every``, ``checkpoint_every_s``, ``idle_timeout_s``) for this
+deployment.
 """
 
 from __future__ import annotations
 
 import importlib
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from engines.actors.persistence import Checkpoint, Persistence
 from engines.actors.template import TEMPLATES, ActorTemplate
 from engines.algorithms.validation import describe
 from engines.errors import RegistryError
@@ -31,6 +35,11 @@ class ActorSpec(BaseModel):
     num_cpus: float = Field(0, ge=0, description="per host (0: hosts mostly wait on Redis; the actors' own work "
                                                 "shares the node)")
     num_gpus: float = Field(0, ge=0, description="per host")
+    checkpoint: Checkpoint | None = Field(None, description="overrides the template's checkpoint policy")
+    checkpoint_every: int | None = Field(None, ge=1, description="periodic: checkpoint after this many writes")
+    checkpoint_every_s: float | None = Field(None, gt=0, description="periodic: checkpoint this long after "
+                                                                     "the first unsaved write")
+    idle_timeout_s: float | None = Field(None, gt=0, description="overrides when an idle actor is passivated")
 
     @property
     def placement(self) -> tuple[int, float, float]:
@@ -61,7 +70,19 @@ def actor_entry(data: Any, where: str) -> ActorEntry:
         raise RegistryError(f"{where}: target: {spec.target!r} is not an @actorless template")
     if template.name != spec.name:
         raise RegistryError(f"{where}: name: {spec.name!r} differs from the template's own name {template.name!r}")
-    return ActorEntry(spec, template)
+    return ActorEntry(spec, replace(template, persistence=_persistence(spec, template.persistence, where)))
+
+
+def _persistence(spec: ActorSpec, declared: Persistence, where: str) -> Persistence:
+    """The template's persistence with the entry's overrides; a new ``checkpoint`` brings its own bounds."""
+    chosen = declared
+    if spec.checkpoint is not None:
+        chosen = Persistence(spec.checkpoint, spec.checkpoint_every, spec.checkpoint_every_s, declared.idle_timeout_s)
+    elif spec.checkpoint_every is not None or spec.checkpoint_every_s is not None:
+        chosen = replace(declared, every_calls=spec.checkpoint_every, every_s=spec.checkpoint_every_s)
+    if spec.idle_timeout_s is not None:
+        chosen = replace(chosen, idle_timeout_s=spec.idle_timeout_s)
+    return chosen.check(where)
 
 
 def decorated_in(modules: Iterable[str], declared: set[str]) -> list[ActorEntry]:
