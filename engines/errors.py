@@ -11,6 +11,8 @@
   + UnknownTask              404 no such task (or it expired)
   + UnknownActor             404 no actor bound under that id
   + AlreadyBound             409 the id is bound already, to other arguments or another template
+  + UnknownPipeline          404 no pipeline by that name
+  + PipelineConflict         409 a pipeline by that name runs with another spec
   + ActorCallFailed          422 an actor's method raised; its state is back to the last checkpoint
   + NotFound                 404 no such stored object
   + TooLarge                 413 a request body past ``MAX_REQUEST_BYTES``
@@ -160,6 +162,22 @@ class UnknownActor(AlgoError):
 class AlreadyBound(AlgoError):
     http_status = 409
     code = "already_bound"
+
+
+class UnknownPipeline(AlgoError):
+    http_status = 404
+    code = "unknown_pipeline"
+
+    def __init__(self, name: str, known: Sequence[str]) -> None:
+        near = closest(name, known)
+        hint = f"; did you mean {', '.join(near)}?" if near else (
+            f"; known: {', '.join(sorted(known)[:20])}" if known else "; none is declared or started yet")
+        super().__init__(f"no pipeline {name!r}{hint}")
+
+
+class PipelineConflict(AlgoError):
+    http_status = 409
+    code = "conflict"
 
 
 class ActorCallFailed(AlgoError):

@@ -40,8 +40,8 @@ def forever(on: type[Exception] | tuple[type[Exception], ...]) -> stamina.BoundA
     return backoff(attempts=None).on(on)
 
 
-def retry_context(on: type[Exception] | tuple[type[Exception], ...]) -> Any:
+def retry_context(on: type[Exception] | tuple[type[Exception], ...], *, max_s: float = 2.0) -> Any:
     """``async for attempt in retry_context(...): with attempt: …``, until it works or the caller's deadline
-    (for a loop that must know whether this is a retry)."""
-    return stamina.retry_context(on=on, attempts=None, timeout=None, wait_initial=0.2, wait_max=2.0,
+    (for a loop that must know whether this is a retry, or change what it sends again)."""
+    return stamina.retry_context(on=on, attempts=None, timeout=None, wait_initial=0.2, wait_max=max_s,
                                  wait_jitter=0.2)

@@ -40,15 +40,20 @@ from engines.loops import every
 from engines.readiness import RAY, TASKS, Readiness
 from engines.serving import cluster
 from engines.settings import Settings
+from engines.streams.pipelines import Pipelines
 from engines.tasks.queue import TaskQueue
 from storage import Heartbeats, redis_pool
 from storage.actors import ActorStore
 from storage.objects import S3ObjectStore
+from storage.pipelines import PipelineStore
 
 if TYPE_CHECKING:  # it imports Ray, which the gateway imports only once it joins a cluster
     from engines.serving.client import AlgorithmClient
 
 log = logging.getLogger(__name__)
+
+#: how often the supervising gateway makes pipelines' consumers match their records
+PIPELINE_ROUND_S = 1.0
 
 
 class Runtime:
@@ -66,6 +71,7 @@ class Runtime:
         self.tasks = TaskQueue(settings, registry, self.readiness, self.objects)
         self.calls = Calls(settings, registry, self.readiness, self.tasks)
         self.actors = Actors({name: entry.template for name, entry in registry.actors.items()})
+        self.pipelines = Pipelines(settings, registry)
         self.base_url = base_url
         self.worker_app: str | None = None
         self._client: AlgorithmClient | None = None
@@ -164,6 +170,8 @@ class Runtime:
         config = store_config(self.settings, redis_url, self.base_url)
         self.tasks.open(config.task_store(redis), config)
         self.actors.open(ActorStore(redis, prefix=config.prefix))
+        self.pipelines.open(PipelineStore(redis, prefix=config.prefix), config)
+        await self.pipelines.declare()
         actor_api.use(self.actors)
         self._stack.callback(actor_api.use, None)
         if isinstance(self.objects, S3ObjectStore):
@@ -192,6 +200,7 @@ class Runtime:
         self.calls.connect(self._client)
         assert self.tasks.config is not None
         await asyncio.to_thread(stores.register, self.tasks.config)
+        self._background(every(PIPELINE_ROUND_S, self.pipelines.supervise, what="pipeline supervisor"))
         self.readiness.ready(RAY, typical=local is not None and local.spawned)
 
     async def _deploy(self) -> None:

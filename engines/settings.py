@@ -78,6 +78,15 @@ class Settings(BaseSettings):
                                 "the least recently used are passivated")
     actor_call_timeout_s: float = Field(50, gt=0, le=600, description="an actor call, host restarts included")
 
+    # pipelines (Kafka → algorithm → Kafka; see engines.streams)
+    kafka_bootstrap_servers: str | None = Field(
+        None, description="the default broker of pipelines that name none (host:port[,host:port…])")
+    kafka_session_timeout_ms: int = Field(
+        10_000, ge=1000, le=300_000, description="a consumer silent this long leaves its group")
+    pipeline_consumer_cpus: float = Field(
+        0, ge=0, description="the CPUs Ray reserves for each pipeline consumer (0: they wait on the broker and the "
+                             "algorithm, whose own CPUs are reserved; a full cluster must not keep one from starting)")
+
     # outputs: a local folder by default, S3-compatible (AWS, Aliyun OSS, MinIO) when S3_BUCKET is set
     object_store_dir: Path | None = Field(None, description="the local store's folder (default DATA_DIR/objects)")
     public_base_url: str | None = Field(None, description="how callers reach this gateway, for local links")

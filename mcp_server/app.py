@@ -25,6 +25,7 @@ from mcp_server.actor_tools import ActorTools
 from mcp_server.auth import BearerAuth
 from mcp_server.body_limit import BodyLimit
 from mcp_server.object_routes import object_routes
+from mcp_server.pipeline_tools import PipelineTools
 from mcp_server.rest import rest_app
 from mcp_server.task_tools import TaskTools
 from mcp_server.tools import ComponentTable, NearestTool, algorithm_tools
@@ -77,10 +78,13 @@ def build_gateway(settings: Settings | None = None, registry: Registry | None = 
 
 def mcp_server(registry: Registry, runtime: Runtime, lifespan: Lifespan | None = None) -> FastMCP:
     """The MCP face: a tool per entry of ``registry`` run by ``runtime``, the task tools, ``task://`` and
-    ``object://``, and a tool per actor method with the actor tools and ``actor://``."""
+    ``object://``, a tool per actor method with the actor tools and ``actor://``, and the pipeline tools
+    with ``pipeline://``."""
     tasks, actors = TaskTools(runtime.tasks, runtime.objects), ActorTools(runtime.actors, runtime.objects)
+    pipelines = PipelineTools(runtime.pipelines)
     table = ComponentTable([*algorithm_tools(registry, runtime.calls, runtime.objects), *tasks.tools(),
-                            *actors.tools()], [*tasks.templates(), *actors.templates()])
+                            *actors.tools(), *pipelines.tools()],
+                           [*tasks.templates(), *actors.templates(), *pipelines.templates()])
     mcp = FastMCP("algo-mcp", instructions=INSTRUCTIONS, lifespan=lifespan, providers=[table],
                   middleware=[NearestTool(table)], mask_error_details=True)
     # On the 2026-07-28 (sessionless) protocol the SDK checks Mcp-Param headers on every tools/call

@@ -29,6 +29,7 @@ from engines.runtime import Runtime
 from engines.tasks.queue import TASK_ID_MAX_LENGTH, TASK_ID_PATTERN, TaskQueue
 from mcp_server.actor_routes import add_actor_routes
 from mcp_server.errors import http_error
+from mcp_server.pipeline_routes import add_pipeline_routes
 from storage import TaskStatus
 
 
@@ -134,6 +135,7 @@ def rest_app(runtime: Runtime) -> FastAPI:
                                        "message": message}}, status_code=err.status_code, headers=err.headers)
 
     add_actor_routes(app, runtime.actors)
+    add_pipeline_routes(app, runtime.pipelines)
     refusals = {429: {"description": "busy, retry after (Retry-After)"},
                 503: {"description": "starting or unavailable, retry after (Retry-After)"}}
     for entry in registry:

@@ -29,6 +29,16 @@ name                            type      what it holds
 ``{prefix}:actor-calls:{id}``   hash      recent writing calls' results by call id (answers
                                           to calls retried after their answer was lost)
 ``{prefix}:actor-call-times:{id}`` zset   when each of them was written (older ones trimmed)
+``{prefix}:pipeline:{name}``    hash      a pipeline: ``spec`` (JSON), ``status`` (running |
+                                          stopped), ``source`` (registry | api), ``consumers``
+                                          (how many its supervisor keeps), ``created_at``,
+                                          ``updated_at``, ``error``
+``{prefix}:pipelines``          set       every pipeline's name
+``{prefix}:pipeline-stats:{name}:{member}`` string  JSON: one consumer's counters, lag per
+                                          partition, latency; with a TTL (gone: it stopped)
+``{prefix}:pipeline-dead:{name}`` list    the last dead letters (JSON), newest first
+``{prefix}:pipeline-out:{name}`` list     the last output messages (JSON), newest first
+``{prefix}:pipeline-supervisor`` string   the gateway that supervises pipelines, with a TTL
 ==============================  ========  ===================================================
 
 With the prefix ``ray_service`` this is the seed Ray Service's own layout: its
@@ -113,3 +123,26 @@ class KeyLayout:
 
     def actor_call_times(self, actor_id: str) -> str:
         return f"{self.prefix}:actor-call-times:{actor_id}"
+
+    def pipeline(self, name: str) -> str:
+        return f"{self.prefix}:pipeline:{name}"
+
+    @property
+    def pipelines(self) -> str:
+        return f"{self.prefix}:pipelines"
+
+    def pipeline_stats(self, name: str, member: str) -> str:
+        return f"{self.prefix}:pipeline-stats:{name}:{member}"
+
+    def pipeline_stats_pattern(self, name: str) -> str:
+        return f"{self.prefix}:pipeline-stats:{name}:*"
+
+    def pipeline_dead(self, name: str) -> str:
+        return f"{self.prefix}:pipeline-dead:{name}"
+
+    def pipeline_out(self, name: str) -> str:
+        return f"{self.prefix}:pipeline-out:{name}"
+
+    @property
+    def pipeline_supervisor(self) -> str:
+        return f"{self.prefix}:pipeline-supervisor"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import os
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -242,3 +243,28 @@ class BatchedCounter(Counter.target):
 @actorless(name="TestLazy", read_only=["peek"])
 class LazyCounter(Counter.target):
     """A counter whose registry entry (tests/conftest.py) overrides its policy to on_passivation."""
+
+
+class StreamInput(BaseModel):
+    id: str = Field(min_length=1, max_length=64, description="the message's id, sent back")
+    fail_until: float = Field(0, description="fail (as a broken replica would) until this unix time")
+    batch_sleep_s: float = Field(0, ge=0, le=30, description="the batch it is in takes this long")
+
+
+class StreamOutput(BaseModel):
+    id: str
+
+
+@algorithm(name="test-stream", kind="local", max_concurrency=8, num_cpus=0.05, max_queued=64,
+           batch={"max_batch_size": 256, "batch_wait_timeout_s": 0})
+class StreamEcho(Algorithm):
+    """Sends ids back, in batches that may be slow, or failing for a while (the pipeline tests)."""
+
+    Input = StreamInput
+    Output = StreamOutput
+
+    async def predict_batch(self, inputs: list[StreamInput]) -> list[StreamOutput | Exception]:
+        await asyncio.sleep(max(i.batch_sleep_s for i in inputs))
+        now = time.time()
+        return [RuntimeError("failing for a while") if now < i.fail_until else StreamOutput(id=i.id)
+                for i in inputs]

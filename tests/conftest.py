@@ -27,6 +27,7 @@ from mcp_server.app import Gateway, build_gateway
 from mcp_server.listen import listening_socket
 from storage import EmbeddedRedis
 from tests.fake_apis import NanoBananaAPI, SentimentAPI, serve_nanobanana_api, serve_sentiment_api
+from tests.kafka_fixture import Broker, running_broker
 from tests.polling import poll
 
 prepare_env(Settings(_env_file=None))  # as the CLI does, before any test module imports Ray
@@ -85,6 +86,13 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
+def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
+    """A Kafka-protocol broker (Tansu, in memory): the session gateway's default for pipelines."""
+    with running_broker(tmp_path_factory.mktemp("kafka")) as broker:
+        yield broker
+
+
+@pytest.fixture(scope="session")
 def gateway_socket() -> Iterator[socket.socket]:
     """The session gateway's port, held from the start: a port only picked as free could be taken
     (by a Serve replica's gRPC server, say) during the minute before the gateway listens."""
@@ -105,14 +113,16 @@ def algorithm_env(sentiment_api: SentimentAPI, nanobanana_api: NanoBananaAPI) ->
 
 @pytest.fixture(scope="session")
 def server_env(tmp_path_factory: pytest.TempPathFactory, algorithm_env: dict[str, str], redis_url: str,
-               gateway_socket: socket.socket) -> dict[str, str]:
+               gateway_socket: socket.socket, kafka: Broker) -> dict[str, str]:
     """The settings of the session's gateway, as environment variables other gateways can share.
     Its local cluster (Ray) stops as soon as the session's last gateway has gone."""
     return {"MCP_AUTH_TOKEN": TOKEN, "SERVICE_PORT": str(gateway_socket.getsockname()[1]),
             "REDIS_URL": redis_url, "DATA_DIR": str(tmp_path_factory.mktemp("data")),
             "ACTOR_STATE_INLINE_BYTES": str(64 * 1024),  # tests/test_actors.py pushes a state past it
             "CALLBACK_SECRET": CALLBACK_SECRET, "FETCH_ALLOWLIST": "127.0.0.1",
-            "TASK_VISIBILITY_TIMEOUT_SECONDS": "3", "SYNC_BUDGET_S": "2", "LOCAL_CLUSTER_LINGER_S": "0",
+            "TASK_VISIBILITY_TIMEOUT_SECONDS": "3",
+            "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap, "KAFKA_SESSION_TIMEOUT_MS": "2000",
+            "SYNC_BUDGET_S": "2", "LOCAL_CLUSTER_LINGER_S": "0",
             **algorithm_env}
 
 

@@ -24,6 +24,7 @@ TASK_TOOLS = {"get_task", "wait_task", "cancel_task", "list_tasks"}
 ACTOR_TOOLS = {"Account.deposit", "Account.withdraw", "Account.get_info", "GamePlayer.get_info",
                "GamePlayer.update_position", "GamePlayer.use_skill", "GamePlayer.take_damage",
                "actor_bind", "actor_get", "actor_list", "actor_delete"}
+PIPELINE_TOOLS = {"pipeline_start", "pipeline_stop", "pipeline_list", "pipeline_get", "pipeline_peek"}
 
 
 async def test_http_lists_one_tool_per_algorithm_with_schemas(server: Running):
@@ -109,7 +110,7 @@ async def test_stdio_from_mcp_json_joins_the_cluster_and_keeps_stdout_clean(serv
         names = {t.name for t in (await session.list_tools()).tools}
         result = await session.call_tool("local-echo", {"text": "from claude desktop"})
         bad = await session.call_tool("text-embedding", {"texts": []})
-    assert names == DEFAULT_TOOLS | TASK_TOOLS | ACTOR_TOOLS  # the default registry, not the tests'
+    assert names == DEFAULT_TOOLS | TASK_TOOLS | ACTOR_TOOLS | PIPELINE_TOOLS  # the default registry, not the tests'
     assert result.structured_content == {"text": "from claude desktop"}
     assert bad.is_error and bad.content[0].text == "texts: at least 1 item (got 0)"
 

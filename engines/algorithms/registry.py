@@ -22,8 +22,9 @@ from engines.actors.spec import ActorEntry, actor_entry, decorated_in
 from engines.algorithms.base import Algorithm
 from engines.algorithms.config import AlgorithmConfig
 from engines.algorithms.validation import describe, validate_input
-from engines.errors import RegistryError, UnknownAlgorithm
+from engines.errors import RegistryError, UnknownAlgorithm, ValidationFailed
 from engines.media.resolve import media_plan
+from engines.streams.spec import PipelineSpec, parse_pipeline
 
 Kind = Literal["local", "external"]
 Mode = Literal["sync", "async", "auto"]
@@ -151,9 +152,11 @@ def import_target(target: str, where: str) -> type[Algorithm]:
 class Registry:
     """The algorithms to serve, in declaration order, and the actor templates to host."""
 
-    def __init__(self, entries: list[Entry], actors: list[ActorEntry] | None = None) -> None:
+    def __init__(self, entries: list[Entry], actors: list[ActorEntry] | None = None,
+                 pipelines: list[PipelineSpec] | None = None) -> None:
         self._entries = {e.name: e for e in entries}
         self.actors = {a.name: a for a in actors or []}
+        self.pipelines = pipelines or []
 
     def __iter__(self) -> Iterator[Entry]:
         return iter(self._entries.values())
@@ -190,7 +193,7 @@ class Registry:
 
     @classmethod
     def load(cls, path: Path) -> Registry:
-        """Read a registry file: a list of entries, or ``{modules: [...], algorithms: [...]}``.
+        """Read a registry file: a list of entries, or ``{modules: [...], algorithms: [...], pipelines: [...]}``.
 
         ``modules`` are imported first so their ``@algorithm`` classes join the
         registry after the file's own entries.
@@ -202,13 +205,13 @@ class Registry:
         except yaml.YAMLError as exc:
             raise RegistryError(f"{path}: not valid YAML ({exc})") from None
         if isinstance(doc, dict):
-            unknown = set(doc) - {"modules", "algorithms"}
+            unknown = set(doc) - {"modules", "algorithms", "pipelines"}
             if unknown:
                 raise RegistryError(f"{path}: unknown top-level keys {sorted(unknown)}; "
-                                    "expected 'modules' and 'algorithms'")
-            modules, items = doc.get("modules") or [], doc.get("algorithms") or []
+                                    "expected 'modules', 'algorithms' and 'pipelines'")
+            modules, items, pipes = doc.get("modules") or [], doc.get("algorithms") or [], doc.get("pipelines") or []
         else:
-            modules, items = [], doc
+            modules, items, pipes = [], doc, []
         if not isinstance(items, list):
             raise RegistryError(f"{path}: algorithms must be a list of entries")
         for module in modules:
@@ -227,4 +230,28 @@ class Registry:
         actors += decorated_in(modules, {a.name for a in actors})
         specs += [(f"@algorithm {s.name} ({s.target})", s)
                   for module in modules for s in _DECORATED.get(module, [])]
-        return cls.from_specs(specs, actors)
+        registry = cls.from_specs(specs, actors)
+        registry.pipelines = _pipelines(pipes, registry, path)
+        return registry
+
+
+def _pipelines(items: Any, registry: Registry, path: Path) -> list[PipelineSpec]:
+    """The file's pipelines, each checked against the algorithms it names (topics are checked at start)."""
+    if not isinstance(items, list):
+        raise RegistryError(f"{path}: pipelines must be a list of pipelines")
+    specs: dict[str, PipelineSpec] = {}
+    for i, item in enumerate(items):
+        where = f"{path}: pipeline {i + 1} ({item.get('name', '?') if isinstance(item, dict) else '?'})"
+        try:
+            spec = parse_pipeline(item, where)
+            fields = registry.get(spec.algorithm).cls.Input.model_fields
+        except (ValidationFailed, UnknownAlgorithm) as err:
+            raise RegistryError(f"{where}: {err.message}" if isinstance(err, UnknownAlgorithm) else err.message) \
+                from None
+        wrong = [f for f in spec.input_map or {} if f not in fields]
+        if wrong:
+            raise RegistryError(f"{where}: input_map.{wrong[0]}: {spec.algorithm}'s input has no field {wrong[0]!r}")
+        if spec.name in specs:
+            raise RegistryError(f"{where}: name: {spec.name!r} is already declared by another pipeline")
+        specs[spec.name] = spec
+    return list(specs.values())

@@ -9,6 +9,7 @@ here is specific to one of them.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from pydantic import BaseModel
@@ -19,6 +20,7 @@ from engines.algorithms.config import AlgorithmConfig
 from engines.algorithms.context import CallContext
 from engines.algorithms.registry import BatchSpec, import_target
 from engines.algorithms.validation import validate_input
+from engines.errors import AlgoError
 from engines.media.resolve import media_plan, resolve_media
 from engines.serving.batcher import Batcher
 
@@ -49,6 +51,27 @@ class AlgorithmReplica:
         if isinstance(inp, dict):  # a task payload, validated at submission: this only rebuilds the model
             inp = validate_input(self._input, inp)
         await context.bind(call)
+        return await self._run(inp)
+
+    async def many(self, inputs: list[Any], call: CallContext | None = None) -> list[dict[str, Any]]:
+        """A pipeline's batch in one request (one round trip, not one per message): each input is
+        validated here and joins the batcher like a call of its own; the answer is, in order,
+        ``{"result": …}`` or ``{"error": {type, message}, "rejected": bool}`` (rejected: the input's
+        own fault, a 4xx but busy; otherwise it may work if sent again)."""
+        await context.bind(call)
+
+        async def one(data: Any) -> dict[str, Any]:
+            try:
+                return {"result": await self._run(validate_input(self._input, data))}
+            except AlgoError as err:
+                return {"error": err.to_dict(), "rejected": 400 <= err.http_status < 500 and err.retry_after_s is None}
+            except Exception as exc:  # the algorithm's own failure: the consumer retries it with backoff
+                return {"error": {"type": "internal", "message": f"{type(exc).__name__}: {exc}"[:500]},
+                        "rejected": False}
+
+        return list(await asyncio.gather(*(one(data) for data in inputs)))
+
+    async def _run(self, inp: BaseModel) -> dict[str, Any]:
         if self._media:
             inp = await resolve_media(inp, self._media)
         inp = await self._algo.preprocess(inp)

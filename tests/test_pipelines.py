@@ -1,0 +1,277 @@
+"""Pipelines against the real broker (Tansu), Ray and Redis: through MCP and REST, dead letters, a killed
+consumer, a slow and a failing algorithm.
+
+Every pipeline here reads its own topics, so tests do not see each other's messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import yaml
+
+from tests.conftest import Running, free_port
+from tests.kafka_fixture import Broker
+from tests.mcp_clients import http_session
+from tests.polling import poll
+from tests.test_restart import start_gateway
+
+
+def topics(kafka: Broker, name: str, partitions: int = 3) -> tuple[str, str, str]:
+    """Fresh input, output and dead-letter topic names (the input created)."""
+    tag = uuid.uuid4().hex[:6]
+    names = f"{name}-in-{tag}", f"{name}-out-{tag}", f"{name}-dead-{tag}"
+    kafka.create_topic(names[0], partitions)
+    return names
+
+
+async def inspect(http: httpx.AsyncClient, name: str) -> dict[str, Any]:
+    answer = await http.get(f"/pipelines/{name}")
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
+async def stopped(http: httpx.AsyncClient, name: str) -> None:
+    assert (await http.delete(f"/pipelines/{name}")).json()["status"] == "stopped"
+
+    async def gone() -> bool:
+        return (await inspect(http, name))["live_consumers"] == 0
+
+    await poll(gone, timeout_s=60, interval_s=0.5, what=f"{name}'s consumers gone")
+
+
+async def test_start_inspect_peek_and_stop_through_mcp(server: Running, kafka: Broker):
+    source, sink, dead = topics(kafka, "mcp")
+    n = 2000
+    kafka.produce(source, [(str(i), orjson.dumps({"text": f"m{i}"})) for i in range(n)])
+    kafka.produce(source, [("poison", b"\xff not json"), ("wrong", b'{"text": 5}'), ("empty", b"")])
+    async with http_session(server.url, server.auth) as session:
+        started = await session.call_tool("pipeline_start", {
+            "name": "mcp-echo", "input_topic": source, "algorithm": "local-echo", "output_topic": sink,
+            "dead_letter_topic": dead})
+        assert not started.is_error, started.content[0].text
+        assert started.structured_content["status"] == "running"
+        again = await session.call_tool("pipeline_start", {
+            "name": "mcp-echo", "input_topic": source, "algorithm": "local-echo", "output_topic": sink,
+            "dead_letter_topic": dead})
+        assert not again.is_error  # the same spec: nothing changes
+        other = await session.call_tool("pipeline_start", {
+            "name": "mcp-echo", "input_topic": source, "algorithm": "text-embedding", "output_topic": sink})
+        assert other.is_error and "runs with another spec" in other.content[0].text
+
+        out = await asyncio.to_thread(kafka.read, sink, n, 120)
+        assert sorted(int(m.key()) for m in out) == list(range(n))
+        first = orjson.loads(out[0].value())
+        assert set(first) == {"key", "partition", "offset", "result"}
+        assert first["result"] == {"text": f"m{first['key']}"}
+        letters = await asyncio.to_thread(kafka.read, dead, 3, 60)
+        assert sorted(m.key().decode() for m in letters) == ["empty", "poison", "wrong"]
+        by_key = {m.key().decode(): orjson.loads(m.value()) for m in letters}
+        assert by_key["wrong"]["error"]["type"] == "validation_failed" and "text" in by_key["wrong"]["error"]["message"]
+        assert by_key["poison"]["error"]["type"] == "unfit" and by_key["poison"]["encoding"] == "base64"
+        assert "empty" in by_key["empty"]["error"]["message"]
+
+        async def reported() -> dict[str, Any] | None:
+            got = await session.call_tool("pipeline_get", {"name": "mcp-echo"})
+            body = got.structured_content
+            return body if body["produced"] == n and body["dead"] == 3 else None
+
+        body = await poll(reported, timeout_s=30, interval_s=0.5, what="the stats reported")
+        assert body["total_lag"] == 0 and set(body["lag"]) <= {"0", "1", "2"}
+        assert body["p99_ms"] is not None and len(body["dead_letters"]) == 3
+        peek = await session.call_tool("pipeline_peek", {"name": "mcp-echo", "n": 3})
+        assert len(peek.structured_content["items"]) == 3
+        resource = await session.read_resource("pipeline://mcp-echo")
+        assert json.loads(resource.contents[0].text)["name"] == "mcp-echo"
+        listed = await session.call_tool("pipeline_list", {})
+        assert "mcp-echo" in {p["name"] for p in listed.structured_content["items"]}
+        stop = await session.call_tool("pipeline_stop", {"name": "mcp-echo"})
+        assert stop.structured_content["status"] == "stopped"
+        unknown = await session.call_tool("pipeline_get", {"name": "mcp-ecko"})
+        assert unknown.is_error and "did you mean mcp-echo" in unknown.content[0].text
+
+
+async def test_bad_starts_name_the_field(server: Running, kafka: Broker):
+    source, sink, _ = topics(kafka, "bad")
+    cases = [
+        ({"name": "b", "input_topic": source, "algorithm": "no-such", "output_topic": sink}, 404, "no-such"),
+        ({"name": "b", "input_topic": "missing-topic", "algorithm": "local-echo", "output_topic": sink}, 422,
+         "input_topic: no topic 'missing-topic'"),
+        ({"name": "b", "input_topic": source, "algorithm": "local-echo", "output_topic": source}, 422,
+         "output_topic: must differ"),
+        ({"name": "b", "input_topic": source, "algorithm": "local-echo", "output_topic": sink,
+          "input_map": {"texts": "body"}}, 422, "input_map.texts"),
+        ({"name": "B!", "input_topic": source, "algorithm": "local-echo", "output_topic": sink}, 422, "name"),
+        ({"name": "b", "input_topic": source, "algorithm": "local-echo", "output_topic": sink, "batch_size": 0},
+         422, "batch_size"),
+        ({"name": "b", "input_topic": source, "algorithm": "local-echo", "output_topic": sink,
+          "broker": {"bootstrap_servers": "x:1", "security_protocol": "SASL_SSL"}}, 422, "sasl_mechanism"),
+    ]
+    async with httpx.AsyncClient(base_url=server.url, headers=server.auth, timeout=60) as http:
+        for body, status, words in cases:
+            answer = await http.post("/pipelines", json=body)
+            assert answer.status_code == status, (body, answer.text)
+            assert words in answer.text, (words, answer.text)
+        assert (await http.get("/pipelines/never-started")).status_code == 404
+
+
+async def test_input_and_output_maps(server: Running, kafka: Broker):
+    source, sink, _ = topics(kafka, "maps", partitions=1)
+    kafka.produce(source, [("k1", orjson.dumps({"review": {"body": "great"}, "id": 7}))])
+    async with httpx.AsyncClient(base_url=server.url, headers=server.auth, timeout=60) as http:
+        answer = await http.post("/pipelines", json={
+            "name": "maps", "input_topic": source, "algorithm": "local-echo", "output_topic": sink,
+            "input_map": {"text": "review.body"}, "output_map": {"id": "input.id", "echo": "result.text",
+                                                                 "at": "offset"}})
+        assert answer.status_code == 201, answer.text
+        (out,) = await asyncio.to_thread(kafka.read, sink, 1, 60, 1)
+        assert orjson.loads(out.value()) == {"id": 7, "echo": "great", "at": 0} and out.key() == b"k1"
+
+        async def peeked() -> list[dict[str, Any]]:
+            return (await http.get("/pipelines/maps/output", params={"n": 1})).json()
+
+        (last,) = await poll(peeked, timeout_s=10, what="the output kept for peeking")  # reported each second
+        assert orjson.loads(last["value"])["echo"] == "great"
+        await stopped(http, "maps")
+
+
+async def test_a_killed_consumer_loses_nothing(server: Running, kafka: Broker):
+    """100,000 messages; the consumer's process is killed (SIGKILL) midway; every id comes out."""
+    source, sink, _ = topics(kafka, "kill")
+    n = 100_000
+    kafka.produce(source, [(str(i), orjson.dumps({"text": str(i)})) for i in range(n)])
+    async with httpx.AsyncClient(base_url=server.url, headers=server.auth, timeout=60) as http:
+        answer = await http.post("/pipelines", json={
+            "name": "kill", "input_topic": source, "algorithm": "local-echo", "output_topic": sink,
+            "scaling": {"min_consumers": 1, "max_consumers": 1}})
+        assert answer.status_code == 201, answer.text
+
+        async def midway() -> dict[str, Any] | None:
+            members = (await inspect(http, "kill"))["members"]
+            return members[0] if members and 20_000 < members[0]["produced"] < n else None
+
+        victim = await poll(midway, timeout_s=120, interval_s=0.2, what="the consumer midway")
+        os.kill(victim["pid"], signal.SIGKILL)
+
+        async def restarted() -> bool:
+            members = (await inspect(http, "kill"))["members"]
+            return bool(members) and members[0]["pid"] != victim["pid"]
+
+        await poll(restarted, timeout_s=120, interval_s=0.5, what="the consumer restarted by Ray")
+        out = await asyncio.to_thread(kafka.read, sink, n, 300)
+        ids = [int(orjson.loads(m.value())["result"]["text"]) for m in out]
+        assert set(ids) == set(range(n)), f"lost {n - len(set(ids))} of {n}"
+        print(f"\n{n} messages, consumer killed at {victim['produced']} produced: {len(ids) - n} duplicates")
+        await stopped(http, "kill")
+
+
+async def test_a_slow_algorithm_keeps_its_consumer_in_the_group(server: Running, kafka: Broker):
+    """5 s per batch with a 2 s session timeout: the consumer pauses, keeps polling, and is never evicted."""
+    source, sink, _ = topics(kafka, "slow", partitions=1)
+    kafka.produce(source, [(str(i), orjson.dumps({"id": str(i), "batch_sleep_s": 5})) for i in range(12)])
+    async with httpx.AsyncClient(base_url=server.url, headers=server.auth, timeout=60) as http:
+        answer = await http.post("/pipelines", json={
+            "name": "slow", "input_topic": source, "algorithm": "test-stream", "output_topic": sink,
+            "batch_size": 6, "max_in_flight": 6, "scaling": {"max_consumers": 1}})
+        assert answer.status_code == 201, answer.text
+        out = await asyncio.to_thread(kafka.read, sink, 12, 120, 1)
+        assert sorted(int(m.key()) for m in out) == list(range(12))
+        (member,) = (await inspect(http, "slow"))["members"]
+        assert member["rebalances"] == 1, "the consumer left its group and joined again"
+        assert member["pauses"] >= 1 and member["retries"] == 0
+        await stopped(http, "slow")
+
+
+async def test_a_failing_algorithm_is_retried_with_backoff(server: Running, kafka: Broker):
+    """Failing for 3 s: the pipeline waits it out (no message skipped, none dead) without spinning."""
+    source, sink, _ = topics(kafka, "flaky", partitions=1)
+    async with httpx.AsyncClient(base_url=server.url, headers=server.auth, timeout=60) as http:
+        answer = await http.post("/pipelines", json={
+            "name": "flaky", "input_topic": source, "algorithm": "test-stream", "output_topic": sink})
+        assert answer.status_code == 201, answer.text
+
+        async def assigned() -> bool:
+            members = (await inspect(http, "flaky"))["members"]
+            return bool(members and members[0]["partitions"])
+
+        await poll(assigned, timeout_s=60, interval_s=0.2, what="the consumer's partition assigned")
+        until = time.time() + 3
+        kafka.produce(source, [(str(i), orjson.dumps({"id": str(i), "fail_until": until})) for i in range(50)])
+        out = await asyncio.to_thread(kafka.read, sink, 50, 120, 1)
+        assert sorted(int(m.key()) for m in out) == list(range(50))
+
+        async def reported() -> dict[str, Any] | None:
+            body = await inspect(http, "flaky")
+            return body if body["produced"] == 50 else None
+
+        body = await poll(reported, timeout_s=30, interval_s=0.5, what="the stats reported")
+        assert body["dead"] == 0 and 1 <= body["retries"] <= 12, body["retries"]
+        assert "failing for a while" in body["members"][0]["last_error"]
+        await stopped(http, "flaky")
+
+
+async def test_consumers_grow_with_lag_and_shrink_when_it_drains(server: Running, kafka: Broker):
+    source, sink, _ = topics(kafka, "scale")
+    kafka.produce(source, [(str(i), orjson.dumps({"id": str(i), "batch_sleep_s": 0.2})) for i in range(6000)])
+    async with httpx.AsyncClient(base_url=server.url, headers=server.auth, timeout=60) as http:
+        answer = await http.post("/pipelines", json={
+            "name": "scale", "input_topic": source, "algorithm": "test-stream", "output_topic": sink,
+            "batch_size": 50, "scaling": {"min_consumers": 1, "max_consumers": 3, "lag_per_consumer": 500,
+                                          "scale_down_after_s": 1}})
+        assert answer.status_code == 201, answer.text
+
+        async def grown() -> bool:
+            return (await inspect(http, "scale"))["consumers"] > 1
+
+        await poll(grown, timeout_s=60, interval_s=0.5, what="a second consumer for the lag")
+        out = await asyncio.to_thread(kafka.read, sink, 6000, 180)
+        assert {int(m.key()) for m in out} == set(range(6000))
+
+        async def shrunk() -> bool:
+            body = await inspect(http, "scale")
+            return body["consumers"] == 1 and body["live_consumers"] == 1
+
+        await poll(shrunk, timeout_s=60, interval_s=0.5, what="back to one consumer once drained")
+        await stopped(http, "scale")
+
+
+async def test_a_registry_pipeline_survives_a_gateway_restart(server: Running, settings, kafka: Broker,
+                                                              tmp_path: Path):
+    """Declared in the registry file: running after the gateway is gone and back, listed as the registry's."""
+    source, sink, _ = topics(kafka, "reg")
+    registry = yaml.safe_load(settings.algo_mcp_registry.read_text())
+    registry["pipelines"] = [{"name": "reg", "input_topic": source, "algorithm": "local-echo", "output_topic": sink}]
+    path = tmp_path / "algorithms.yaml"
+    path.write_text(yaml.safe_dump(registry))
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {**server.env, "SERVICE_PORT": str(port), "DATA_DIR": str(tmp_path / "data"),
+           "ALGO_MCP_REGISTRY": str(path), "TASK_KEY_PREFIX": f"restart{uuid.uuid4().hex[:6]}"}
+    kafka.produce(source, [(str(i), orjson.dumps({"text": str(i)})) for i in range(500)])
+    for round_ in range(2):
+        gateway = await start_gateway(env, url)
+        try:
+            async with httpx.AsyncClient(base_url=url, headers=server.auth, timeout=60) as http:
+                (found,) = [p for p in (await http.get("/pipelines")).json() if p["name"] == "reg"]
+                assert found["status"] == "running" and found["source"] == "registry"
+                out = await asyncio.to_thread(kafka.read, sink, 500 * (round_ + 1), 120)
+                assert {int(m.key()) for m in out} == set(range(500 * (round_ + 1)))
+        finally:
+            gateway.send_signal(signal.SIGTERM)
+            await gateway.wait()
+        kafka.produce(source, [(str(i), orjson.dumps({"text": str(i)})) for i in range(500, 1000)])
+    async with httpx.AsyncClient(base_url=server.url, headers=server.auth):  # the members outlive gateways:
+        import ray  # stop them, as a last gateway of that prefix would
+
+        for actor in ray.util.list_named_actors(all_namespaces=True):
+            if "-reg-" in actor["name"]:
+                ray.kill(ray.get_actor(actor["name"], actor["namespace"]), no_restart=True)
