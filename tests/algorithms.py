@@ -246,7 +246,7 @@ class LazyCounter(Counter.target):
 
 
 class StreamInput(BaseModel):
-    id: str = Field(min_length=1, max_length=64, description="the message's id, sent back")
+    id: str = Field(min_length=1, max_length=64, description="the message's id, sent back", examples=["m1"])
     fail_until: float = Field(0, description="fail (as a broken replica would) until this unix time")
     batch_sleep_s: float = Field(0, ge=0, le=30, description="the batch it is in takes this long")
 
@@ -255,7 +255,7 @@ class StreamOutput(BaseModel):
     id: str
 
 
-@algorithm(name="test-stream", kind="local", max_concurrency=8, num_cpus=0.05, max_queued=64,
+@algorithm(name="test-stream", kind="local", max_concurrency=8, num_cpus=0, max_queued=64,  # the suite fits 2 CPUs
            batch={"max_batch_size": 256, "batch_wait_timeout_s": 0})
 class StreamEcho(Algorithm):
     """Sends ids back, in batches that may be slow, or failing for a while (the pipeline tests)."""

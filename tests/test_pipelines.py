@@ -12,17 +12,24 @@ import os
 import signal
 import time
 import uuid
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import boto3
 import httpx
 import orjson
+import ray
 import yaml
+from ray import serve
 
+from engines.streams.pipelines import member_prefix
+from engines.tasks.worker import worker_app_name
 from tests.conftest import Running, free_port
-from tests.kafka_fixture import Broker
+from tests.kafka_fixture import Broker, running_broker
 from tests.mcp_clients import http_session
 from tests.polling import poll
+from tests.s3_fixture import SeaweedS3, seaweed_s3  # noqa: F401  (a fixture)
 from tests.test_restart import start_gateway
 
 
@@ -269,9 +276,40 @@ async def test_a_registry_pipeline_survives_a_gateway_restart(server: Running, s
             gateway.send_signal(signal.SIGTERM)
             await gateway.wait()
         kafka.produce(source, [(str(i), orjson.dumps({"text": str(i)})) for i in range(500, 1000)])
-    async with httpx.AsyncClient(base_url=server.url, headers=server.auth):  # the members outlive gateways:
-        import ray  # stop them, as a last gateway of that prefix would
+    # the members and that prefix's task worker outlive its gateways: end them (the session's 2 CPUs)
+    queue = replace(server.gateway.runtime.tasks.config, prefix=env["TASK_KEY_PREFIX"])
+    await asyncio.to_thread(serve.delete, worker_app_name(queue))
+    for actor in ray.util.list_named_actors(all_namespaces=True):
+        if actor["name"].startswith(member_prefix(queue.id)):
+            ray.kill(ray.get_actor(actor["name"], actor["namespace"]), no_restart=True)
 
-        for actor in ray.util.list_named_actors(all_namespaces=True):
-            if "-reg-" in actor["name"]:
-                ray.kill(ray.get_actor(actor["name"], actor["namespace"]), no_restart=True)
+
+async def test_a_broker_killed_and_restarted_on_s3_storage_loses_nothing(
+        server: Running, seaweed_s3: SeaweedS3, tmp_path: Path):  # noqa: F811
+    """The broker keeps its log on the S3 server; SIGKILL it midway and start it again on the same port."""
+    boto3.client("s3", endpoint_url=seaweed_s3.endpoint_url, region_name=seaweed_s3.region,
+                 aws_access_key_id=seaweed_s3.access_key_id,
+                 aws_secret_access_key=seaweed_s3.secret_access_key).create_bucket(Bucket="tansu")
+    env = {"AWS_ACCESS_KEY_ID": seaweed_s3.access_key_id, "AWS_SECRET_ACCESS_KEY": seaweed_s3.secret_access_key,
+           "AWS_DEFAULT_REGION": seaweed_s3.region, "AWS_ENDPOINT": seaweed_s3.endpoint_url, "AWS_ALLOW_HTTP": "true"}
+    n = 20_000
+    with running_broker(tmp_path, "s3://tansu/", env) as broker:
+        source, sink, _ = topics(broker, "s3")
+        broker.produce(source, [(str(i), orjson.dumps({"text": str(i)})) for i in range(n)])
+        async with httpx.AsyncClient(base_url=server.url, headers=server.auth, timeout=60) as http:
+            answer = await http.post("/pipelines", json={
+                "name": "on-s3", "input_topic": source, "algorithm": "local-echo", "output_topic": sink,
+                "broker": {"bootstrap_servers": broker.bootstrap}})
+            assert answer.status_code == 201, answer.text
+
+            async def midway() -> bool:
+                return any(m["produced"] > 0 for m in (await inspect(http, "on-s3"))["members"])
+
+            await poll(midway, timeout_s=120, interval_s=0.2, what="the pipeline midway")
+            broker.kill()
+            broker.start()
+            out = await asyncio.to_thread(broker.read, sink, n, 300)
+            ids = [int(orjson.loads(m.value())["result"]["text"]) for m in out]
+            assert set(ids) == set(range(n)), f"lost {n - len(set(ids))} of {n}"
+            print(f"\n{n} messages, broker (S3 storage) killed midway: {len(ids) - n} duplicates")
+            await stopped(http, "on-s3")

@@ -248,9 +248,9 @@ def _pipelines(items: Any, registry: Registry, path: Path) -> list[PipelineSpec]
         except (ValidationFailed, UnknownAlgorithm) as err:
             raise RegistryError(f"{where}: {err.message}" if isinstance(err, UnknownAlgorithm) else err.message) \
                 from None
-        wrong = [f for f in spec.input_map or {} if f not in fields]
+        wrong = spec.unknown_inputs(fields)
         if wrong:
-            raise RegistryError(f"{where}: input_map.{wrong[0]}: {spec.algorithm}'s input has no field {wrong[0]!r}")
+            raise RegistryError(f"{where}: {'; '.join(wrong)}")
         if spec.name in specs:
             raise RegistryError(f"{where}: name: {spec.name!r} is already declared by another pipeline")
         specs[spec.name] = spec

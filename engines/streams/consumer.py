@@ -46,6 +46,7 @@ REPORT_S = 1.0
 LATENCY_SAMPLES = 4096
 #: a failing algorithm (or broker) is retried without end, at most this far apart
 RETRY_MAX_S = 10.0
+FETCH_WAIT_MS = 10
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,16 @@ class MemberConfig:
     store_key: str | None
     timeout_s: float
     session_timeout_ms: int = 10_000
+
+
+@dataclass(frozen=True)
+class _Computed:
+    """A batch's messages that became inputs (message, its JSON, the input), their answers, and the
+    messages that could not become inputs, with why."""
+
+    fitted: list[tuple[Message, Any, Any]]
+    answers: list[dict[str, Any]]
+    dead: list[tuple[Message, dict[str, Any]]]
 
 
 class _Retry(Exception):
@@ -120,6 +131,9 @@ class PipelineMember:
         consumer = Consumer({**client, "group.id": self.spec.consumer_group, "client.id": self.config.member,
                              "enable.auto.commit": False, "auto.offset.reset": "earliest",
                              "session.timeout.ms": self.config.session_timeout_ms,
+                             # a fetch with nothing new returns after this, not librdkafka's 500 ms: the
+                             # live latency (brokers may hold a fetch the whole wait, new data or not)
+                             "fetch.wait.max.ms": FETCH_WAIT_MS,
                              "heartbeat.interval.ms": max(100, self.config.session_timeout_ms // 5)})
         self._consumer = consumer
         loop = asyncio.get_running_loop()
@@ -150,8 +164,12 @@ class PipelineMember:
             await asyncio.to_thread(self._producer.flush, 5)
 
     def _assigned(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        """Runs in the polling thread. A partition that comes back may have moved on under another
-        member meanwhile: what this one committed for it then is forgotten."""
+        """Runs in the polling thread. librdkafka keeps a partition's pause across a rebalance: one paused
+        here, given to another member and given back after this one resumed would never be fetched
+        again, so each assigned partition is set to this member's state. A partition that comes back may
+        have moved on under another member meanwhile: what this one committed for it then is forgotten."""
+        consumer.assign(partitions)
+        (consumer.pause if self._paused else consumer.resume)(partitions)
         for tp in partitions:
             self._revoked.discard(tp.partition)
             if tp.partition in self._parts:
@@ -186,16 +204,32 @@ class PipelineMember:
             self._paused = False
 
     async def _work(self, p: int, part: _Partition) -> None:
-        while True:
-            batch = [await part.queue.get()]
-            while len(batch) < self.spec.batch_size and not part.queue.empty():
-                batch.append(part.queue.get_nowait())
-            try:
-                async for attempt in retry_context(Exception, max_s=RETRY_MAX_S):
-                    with attempt, self._noting():
-                        await self._process(p, part, batch)
-            finally:
-                self._in_flight -= len(batch)
+        """Batches of one partition, in order; the next batch's algorithm call overlaps this one's
+        produce and commit (outputs still go out batch after batch)."""
+        emitting: asyncio.Task | None = None
+        try:
+            while True:
+                batch = [await part.queue.get()]
+                while len(batch) < self.spec.batch_size and not part.queue.empty():
+                    batch.append(part.queue.get_nowait())
+                if p in self._revoked:  # its next owner reads these from the last commit: not done twice
+                    self._in_flight -= len(batch)
+                    continue
+                computed = await self._compute(batch)
+                if emitting is not None:
+                    await emitting
+                emitting = asyncio.create_task(self._emit_until_done(p, part, batch, computed))
+        finally:
+            if emitting is not None:
+                emitting.cancel()
+
+    async def _emit_until_done(self, p: int, part: _Partition, batch: list[Message], computed: _Computed) -> None:
+        try:
+            async for attempt in retry_context(Exception, max_s=RETRY_MAX_S):
+                with attempt, self._noting():
+                    await self._emit(p, part, batch, computed)
+        finally:
+            self._in_flight -= len(batch)
 
     @contextlib.contextmanager
     def _noting(self) -> Iterator[None]:
@@ -209,7 +243,9 @@ class PipelineMember:
 
     # -- one batch -----------------------------------------------------------------
 
-    async def _process(self, p: int, part: _Partition, batch: list[Message]) -> None:
+    async def _compute(self, batch: list[Message]) -> _Computed:
+        """Each message's answer: its result, or why it is a dead letter (failures that may pass are
+        retried inside, so this always ends with an answer for every message)."""
         fitted: list[tuple[Message, Any, Any]] = []
         dead: list[tuple[Message, dict[str, Any]]] = []
         for m in batch:
@@ -219,25 +255,30 @@ class PipelineMember:
             except Unfit as exc:
                 dead.append((m, {"type": "unfit", "message": str(exc)}))
         answers = await self._call([inp for _, _, inp in fitted]) if fitted else []
-        deliveries: list[asyncio.Future] = []
+        return _Computed(fitted, answers, dead)
+
+    async def _emit(self, p: int, part: _Partition, batch: list[Message], computed: _Computed) -> None:
+        """Produce the results and dead letters, wait for the broker, then commit past the batch."""
+        fitted, answers, dead = computed.fitted, computed.answers, list(computed.dead)
+        delivery = _Delivery(asyncio.get_running_loop())
         produced: list[tuple[Coordinates, bytes]] = []
         for (m, message, _), answer in zip(fitted, answers, strict=True):
             if "result" in answer:
                 at = _coordinates(m)
                 value = self.mapping.output(message, answer["result"], at)
-                deliveries.append(self._produce(self.spec.output_topic, m.key(), value))
+                self._produce(delivery, self.spec.output_topic, m.key(), value)
                 produced.append((at, value))
             else:
                 dead.append((m, answer["error"]))
         letters = [_dead_letter(m, error) for m, error in dead]
         if self.spec.dead_letter_topic:
-            deliveries += [self._produce(self.spec.dead_letter_topic, m.key(), orjson.dumps(letter))
-                           for (m, _), letter in zip(dead, letters, strict=True)]
-        if deliveries:
-            await asyncio.gather(*deliveries)
+            for (m, _), letter in zip(dead, letters, strict=True):
+                self._produce(delivery, self.spec.dead_letter_topic, m.key(), orjson.dumps(letter))
+        await delivery.all_sent()
         now_ms = time.time() * 1000
         self._latency_ms.extend(now_ms - m.timestamp()[1] for m in batch if m.timestamp()[1] > 0)
         self._counts["produced"] += len(produced)
+        self._counts["batches"] += 1
         self._counts["dead"] += len(dead)
         self._keep_dead = [*self._keep_dead, *letters][-KEEP_LAST:]
         self._keep_out = [*self._keep_out, *({"key": at.key, "partition": at.partition, "offset": at.offset,
@@ -246,11 +287,10 @@ class PipelineMember:
         if p in self._revoked:
             return  # no longer ours: the next owner redoes from the last commit
         offset = batch[-1].offset() + 1
-        try:
-            await asyncio.to_thread(self._consumer.commit, offsets=[TopicPartition(self.spec.input_topic, p, offset)],
-                                    asynchronous=False)
+        try:  # not waited for: a commit lost (to a crash or a rebalance) only means these are redone
+            self._consumer.commit(offsets=[TopicPartition(self.spec.input_topic, p, offset)], asynchronous=True)
             part.committed = offset
-        except Exception as exc:  # a commit lost to a rebalance: the next owner redoes these (at least once)
+        except Exception as exc:
             self._last_error = f"commit: {exc}"
 
     async def _call(self, inputs: list[Any]) -> list[dict[str, Any]]:
@@ -282,20 +322,12 @@ class PipelineMember:
         self._counts["retries"] += 1
         self._last_error = error[:500]
 
-    def _produce(self, topic: str, key: bytes | None, value: bytes) -> asyncio.Future:
-        loop = asyncio.get_running_loop()
-        done = loop.create_future()
-
-        def delivered(err: KafkaError | None, _msg: Message) -> None:
-            if err is None:
-                loop.call_soon_threadsafe(_settle, done, None)
-            else:
-                loop.call_soon_threadsafe(_settle, done, RuntimeError(f"produce to {topic}: {err}"))
-
+    def _produce(self, delivery: _Delivery, topic: str, key: bytes | None, value: bytes) -> None:
+        delivery.expect()
         while True:
             try:
-                self._producer.produce(topic, value, key, on_delivery=delivered)
-                return done
+                self._producer.produce(topic, value, key, on_delivery=delivery.report)
+                return
             except BufferError:  # the local queue is full: the pump thread drains it
                 self._producer.poll(0.05)
 
@@ -339,20 +371,48 @@ class PipelineMember:
             partitions[str(p)] = {"committed": committed, "high": high,
                                   "lag": max(0, high - read) if high >= 0 and read >= 0 else None}
         latencies = sorted(self._latency_ms)
+        counted = ("consumed", "produced", "dead", "retries", "pauses", "rebalances", "batches")
         return {"member": self.config.member, "pid": os.getpid(), "partitions": partitions,
-                "in_flight": self._in_flight, "paused": self._paused, **{k: self._counts[k] for k in
-                                           ("consumed", "produced", "dead", "retries", "pauses", "rebalances")},
+                "in_flight": self._in_flight, "paused": self._paused, **{k: self._counts[k] for k in counted},
                 "p50_ms": _quantile(latencies, 0.5), "p99_ms": _quantile(latencies, 0.99),
                 "last_error": self._last_error, "at": time.time()}
 
 
-def _settle(future: asyncio.Future, error: Exception | None) -> None:
-    if future.done():
-        return
-    if error is None:
-        future.set_result(None)
-    else:
-        future.set_exception(error)
+class _Delivery:
+    """One batch's produced messages: the broker's reports arrive on the pump thread; the batch waits for
+    all of them with a single wake-up, not one per message."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop, self._done = loop, loop.create_future()
+        self._pending, self._error = 0, None
+        self._lock = threading.Lock()
+
+    def expect(self) -> None:
+        with self._lock:
+            self._pending += 1
+
+    def report(self, err: KafkaError | None, message: Message) -> None:
+        with self._lock:
+            self._pending -= 1
+            if err is not None and self._error is None:
+                self._error = RuntimeError(f"produce to {message.topic()}: {err}")
+            if self._pending == 0:
+                self._loop.call_soon_threadsafe(self._settle)
+
+    def _settle(self) -> None:
+        if self._done.done():
+            return
+        if self._error is None:
+            self._done.set_result(None)
+        else:
+            self._done.set_exception(self._error)
+
+    async def all_sent(self) -> None:
+        """Every message acknowledged by the broker; a refused one fails the batch (it is done again)."""
+        with self._lock:
+            if self._pending == 0:
+                self._settle()
+        await self._done
 
 
 def _quantile(ordered: list[float], q: float) -> float | None:

@@ -22,7 +22,7 @@ from typing import Any
 
 from engines.algorithms.registry import Registry
 from engines.config import StoreConfig, digest
-from engines.errors import AlgoError, PipelineConflict, UnknownPipeline, ValidationFailed
+from engines.errors import AlgoError, PipelineConflict, Starting, UnknownPipeline, ValidationFailed
 from engines.settings import Settings
 from engines.streams import topics
 from engines.streams.spec import PipelineSpec, parse_pipeline
@@ -65,8 +65,6 @@ class Pipelines:
     @property
     def store(self) -> PipelineStore:
         if self._store is None:
-            from engines.errors import Starting
-
             raise Starting("the pipeline store", None)
         return self._store
 
@@ -75,12 +73,9 @@ class Pipelines:
     async def check(self, data: Any, where: str = "pipeline") -> PipelineSpec:
         """A spec that can run here: fields, the algorithm and its input fields, the broker, the topics."""
         spec = parse_pipeline(data, where).with_broker(self.settings.kafka_bootstrap_servers)
-        entry = self.registry.get(spec.algorithm)
-        known = entry.cls.Input.model_fields
-        wrong = [f"{where}: input_map.{f}: {spec.algorithm}'s input has no field {f!r} (it has "
-                 f"{', '.join(known)})" for f in spec.input_map or {} if f not in known]
+        wrong = spec.unknown_inputs(self.registry.get(spec.algorithm).cls.Input.model_fields)
         if wrong:
-            raise ValidationFailed(wrong)
+            raise ValidationFailed([f"{where}: {line}" for line in wrong])
         await self._topics(spec)
         return spec
 
@@ -147,10 +142,8 @@ class Pipelines:
 
     async def supervise(self) -> None:
         """One round, in the gateway that holds the supervisor's lease (the runtime runs it every second)."""
-        if not await self.store.lead(self._holder, SUPERVISOR_LEASE_S):
-            return
         records = await self.store.all()
-        if not records:
+        if not records or not await self.store.lead(self._holder, SUPERVISOR_LEASE_S):
             return
         import ray
 

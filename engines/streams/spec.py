@@ -8,6 +8,7 @@ field is refused the same way everywhere, naming the field and the rule.
 from __future__ import annotations
 
 import os
+from collections.abc import Collection
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -90,10 +91,13 @@ class PipelineSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: str = Field(pattern=r"^[a-z][a-z0-9_-]{0,63}$")
-    input_topic: str = Field(pattern=_TOPIC)
-    algorithm: str = Field(min_length=1, max_length=64, description="a registered algorithm's name")
-    output_topic: str = Field(pattern=_TOPIC)
+    name: str = Field(pattern=r"^[a-z][a-z0-9_-]{0,63}$", description="the pipeline's name",
+                      examples=["reviews-vec"])
+    input_topic: str = Field(pattern=_TOPIC, description="the topic to read (it must exist)", examples=["reviews"])
+    algorithm: str = Field(min_length=1, max_length=64, description="a registered algorithm's name",
+                           examples=["text-embedding"])
+    output_topic: str = Field(pattern=_TOPIC, description="where results go (created if missing)",
+                              examples=["reviews-vec"])
     group: str | None = Field(None, min_length=1, max_length=255,
                                description="consumer group (default algo-mcp.<name>)")
     input_map: dict[str, str] | None = Field(
@@ -103,12 +107,13 @@ class PipelineSpec(BaseModel):
                           "timestamp (default: key, partition, offset and result)")
     batch_size: int = Field(256, ge=1, le=10_000, description="messages per algorithm call")
     batch_wait_ms: int = Field(10, ge=0, le=10_000, description="how long a consumer waits to fill a batch")
-    max_in_flight: int = Field(4096, ge=1, le=1_000_000,
+    # high: each pause drops what the client had fetched ahead, and it is fetched again on resume
+    max_in_flight: int = Field(20_000, ge=1, le=1_000_000,
                                description="messages fetched but not yet committed, per consumer, before it pauses")
     dead_letter_topic: str | None = Field(None, pattern=_TOPIC,
                                           description="rejected and non-JSON messages go here, with the error")
     broker: Broker | None = Field(None, description="default: KAFKA_BOOTSTRAP_SERVERS")
-    scaling: Scaling = Scaling()
+    scaling: Scaling = Field(Scaling(), description="how many consumers, growing with lag")
 
     @model_validator(mode="after")
     def _check(self) -> PipelineSpec:
@@ -120,6 +125,11 @@ class PipelineSpec(BaseModel):
             if root not in OUTPUT_SOURCES:
                 raise ValueError(f"output_map.{field}: {source!r} must start with one of {', '.join(OUTPUT_SOURCES)}")
         return self
+
+    def unknown_inputs(self, fields: Collection[str]) -> list[str]:
+        """``input_map`` fields the algorithm's input (``fields``) does not have, as ``field: rule`` lines."""
+        return [f"input_map.{f}: {self.algorithm}'s input has no field {f!r} (it has {', '.join(fields)})"
+                for f in self.input_map or {} if f not in fields]
 
     @property
     def consumer_group(self) -> str:
