@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +21,7 @@ from pydantic import BaseModel
 from engines.algorithms.context import CallContext
 from engines.algorithms.registry import Entry, Registry
 from engines.errors import AlgoError, TaskFailed
+from engines.metrics import Metrics
 from engines.outputs import relink
 from engines.readiness import Progress, Readiness
 from engines.settings import Settings
@@ -73,8 +75,12 @@ def outcome(record: TaskRecord) -> dict[str, Any]:
 
 
 class Calls:
-    def __init__(self, settings: Settings, registry: Registry, readiness: Readiness, tasks: TaskQueue) -> None:
+    """Every face's way to run an algorithm; each call is counted once (``engines.metrics``)."""
+
+    def __init__(self, settings: Settings, registry: Registry, readiness: Readiness, tasks: TaskQueue,
+                 metrics: Metrics) -> None:
         self.settings, self.registry, self.readiness, self.tasks = settings, registry, readiness, tasks
+        self.metrics = metrics
         self._client: AlgorithmClient | None = None
 
     def connect(self, client: AlgorithmClient) -> None:
@@ -83,26 +89,38 @@ class Calls:
 
     async def run(self, name: str, arguments: Any, progress: Progress | None = None) -> Answered | Queued:
         """The answer the entry's ``mode`` asks for."""
-        mode = self.registry.get(name).spec.mode
-        if mode == "sync":
-            return Answered(await self.invoke(name, arguments, progress))
-        record = await self.tasks.submit(name, arguments)
-        if mode == "auto":
-            record = await self.tasks.wait(record.task_id, self.settings.sync_budget_s)
-            if record.terminal:
-                return Answered(outcome(record))
-        return Queued(record)
+        with self._observed(name):
+            mode = self.registry.get(name).spec.mode
+            if mode == "sync":
+                return Answered(await self.invoke(name, arguments, progress))
+            record = await self.submit(name, arguments)
+            if mode == "auto":
+                record = await self.tasks.wait(record.task_id, self.settings.sync_budget_s)
+                if record.terminal:
+                    return Answered(outcome(record))
+            return Queued(record)
+
+    async def submit(self, name: str, arguments: Any, callback_url: str | None = None,
+                     result_topic: str | None = None) -> TaskRecord:
+        """Record and queue a task, whatever the entry's mode."""
+        with self._observed(name):
+            return await self.tasks.submit(name, arguments, callback_url=callback_url, result_topic=result_topic)
 
     async def invoke(self, name: str, arguments: Any, progress: Progress | None = None) -> dict[str, Any]:
         """Run the algorithm now and return its result, whatever its mode."""
-        entry, inp = self.registry.validate(name, arguments)
-        await self.readiness.wait(name, self.settings.start_wait_s, progress)
-        return await self._call(entry, inp)
+        with self._observed(name):
+            entry, inp = self.registry.validate(name, arguments)
+            await self.readiness.wait(name, self.settings.start_wait_s, progress)
+            return await self._call(entry, inp)
 
     async def invoke_recorded(self, name: str, arguments: Any) -> Recorded:
         """:meth:`invoke`, with the call kept as a task record once it has run (``RECORD_SYNC_CALLS``),
         so ``GET /tasks/{task_id}`` and the seed's dashboards see sync calls too. One Redis write after
         the call; if Redis cannot take it, the caller still gets the result (``task_id`` None)."""
+        with self._observed(name):
+            return await self._invoke_recorded(name, arguments)
+
+    async def _invoke_recorded(self, name: str, arguments: Any) -> Recorded:
         if not self.settings.record_sync_calls:
             return Recorded(None, await self.invoke(name, arguments))
         entry, inp = self.registry.validate(name, arguments)
@@ -114,6 +132,12 @@ class Calls:
             await self._record(name, payload, started, error=err)
             raise
         return Recorded(await self._record(name, payload, started, result=result), result)
+
+    def _observed(self, name: str) -> AbstractContextManager[None]:
+        """Counted under its name once the name is known to be registered (a caller's made-up names must
+        not become label values)."""
+        self.registry.get(name)
+        return self.metrics.observe(name)
 
     async def _call(self, entry: Entry, inp: BaseModel) -> dict[str, Any]:
         assert self._client is not None and self.tasks.config is not None, "ready implies joined"

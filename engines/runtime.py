@@ -13,7 +13,9 @@ background, on one exit stack, in this order (each a phase of
    quick algorithms, models, the task worker.
 
 Leaving undoes exactly that, in reverse; the cluster and its deployments stay
-for other gateways (and the keeper stops them after the linger).
+for other gateways (and the keeper stops them after the linger). With
+``REGISTRY_URL`` set the gateway is registered upstream from the moment it is
+entered until it is left (``engines.registration``).
 """
 
 from __future__ import annotations
@@ -35,15 +37,19 @@ from engines.algorithms.registry import Registry
 from engines.calls import Calls
 from engines.config import object_store_config, store_config
 from engines.errors import AlgoError
+from engines.limits import Limits
 from engines.local_cluster import LocalCluster, Service
 from engines.loops import every
+from engines.metrics import Metrics
 from engines.readiness import RAY, TASKS, Readiness
+from engines.registration import Registration
 from engines.serving import cluster
 from engines.settings import Settings
 from engines.streams.pipelines import Pipelines
 from engines.tasks.queue import TaskQueue
 from storage import Heartbeats, redis_pool
 from storage.actors import ActorStore
+from storage.limits import LimitStore
 from storage.objects import S3ObjectStore
 from storage.pipelines import PipelineStore
 
@@ -69,10 +75,13 @@ class Runtime:
         self.readiness = Readiness(settings.data_dir / "startup-times.json")
         self.objects = object_store_config(settings, base_url).open()
         self.tasks = TaskQueue(settings, registry, self.readiness, self.objects)
-        self.calls = Calls(settings, registry, self.readiness, self.tasks)
+        self.metrics = Metrics()  # this gateway's registry (GET /metrics)
+        self.calls = Calls(settings, registry, self.readiness, self.tasks, self.metrics)
         self.actors = Actors({name: entry.template for name, entry in registry.actors.items()})
-        self.pipelines = Pipelines(settings, registry)
+        self.pipelines = Pipelines(settings, registry, self.tasks)
+        self.limits = Limits(settings, registry, self.readiness)
         self.base_url = base_url
+        self.registration = Registration.of(settings, registry, self.health, base_url)  # None without REGISTRY_URL
         self.worker_app: str | None = None
         self._client: AlgorithmClient | None = None
         self._heartbeats: Heartbeats | None = None
@@ -94,6 +103,8 @@ class Runtime:
         self._holders += 1
         if self._holders == 1:
             self._start = asyncio.create_task(self._run(), name="algo-mcp start")
+            if self.registration:  # at once: its heartbeats carry the health as the start goes on
+                self.registration.start()
         return self
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
@@ -101,6 +112,8 @@ class Runtime:
         self._holders -= 1
         if self._holders:
             return
+        if self.registration:  # first: the upstream stops sending callers here before anything stops
+            await self.registration.stop()
         if self._start is not None and not self._start.done():
             self._start.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -171,6 +184,7 @@ class Runtime:
         self.tasks.open(config.task_store(redis), config)
         self.actors.open(ActorStore(redis, prefix=config.prefix))
         self.pipelines.open(PipelineStore(redis, prefix=config.prefix), config)
+        self.limits.open(LimitStore(redis, prefix=config.prefix))
         await self.pipelines.declare()
         actor_api.use(self.actors)
         self._stack.callback(actor_api.use, None)
@@ -210,6 +224,7 @@ class Runtime:
         assert self.tasks.config is not None and self._client is not None
         worker = TaskWorkerApp(TaskWorkerConfig.of(self.settings, self.tasks.config), self.settings, self.WORKER)
         self.worker_app = worker.name
+        await self.limits.load()  # limits changed at run time, so a running deployment is not reverted
         await asyncio.gather(
             deploy([*(AlgorithmApp(entry, self.settings) for entry in self.registry), worker], self.readiness,
                    self._client),

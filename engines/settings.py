@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from platformdirs import user_data_dir
-from pydantic import BeforeValidator, Field, SecretStr
+from pydantic import BeforeValidator, Field, HttpUrl, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -32,6 +32,24 @@ class Settings(BaseSettings):
     log_level: Annotated[Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
                          BeforeValidator(lambda v: v.upper() if isinstance(v, str) else v)] = Field(
         "INFO", description="also the replicas' level; DEBUG adds Serve's line per request")
+
+    # logs and metrics (see engines.logs, engines.metrics)
+    service_name: str = Field("algo-mcp", pattern=r"^[A-Za-z0-9._-]+$",
+                              description="names the log files (<name>.log, <name>_debug.log) and the service "
+                                          "registered upstream")
+    log_dir: Path | None = Field(None, description="where the service and debug logs go (default DATA_DIR/logs)")
+    log_format: Literal["text", "json"] = Field("text", description="json: one JSON object per line, for shippers")
+    log_max_bytes: int = Field(50 * 1024 * 1024, ge=1024, description="a log file is rotated past this size "
+                                                                       "(and at midnight)")
+    log_retention_days: int = Field(14, ge=1, description="rotated (gzip-compressed) logs are kept this many days")
+    debug_log_interval_s: float = Field(60, gt=0, description="how often the debug log gets a line of queues, "
+                                                                "concurrency, replica states and resource use")
+
+    # registration with an upstream service registry, under SERVICE_NAME (engines.registration)
+    registry_url: HttpUrl | None = Field(
+        None, description="an upstream service registry (http or https) to register with and heartbeat; unset: none")
+    registry_heartbeat_s: float = Field(10, ge=0.1, le=3600, description="seconds between heartbeats to REGISTRY_URL")
+    registry_token: SecretStr | None = Field(None, description="sent to REGISTRY_URL as a bearer token")
 
     # registry and compute
     algo_mcp_registry: Path = Field(

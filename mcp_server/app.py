@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from fastmcp import FastMCP
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.routing import Mount
+from starlette.routing import Mount, Route
 
 from engines.algorithms.registry import Registry
 from engines.runtime import Runtime
@@ -25,6 +25,7 @@ from mcp_server.actor_tools import ActorTools
 from mcp_server.auth import BearerAuth
 from mcp_server.body_limit import BodyLimit
 from mcp_server.object_routes import object_routes
+from mcp_server.observe import Observability, RequestLog, ToolCallLog
 from mcp_server.pipeline_tools import PipelineTools
 from mcp_server.rest import rest_app
 from mcp_server.task_tools import TaskTools
@@ -44,11 +45,13 @@ class Gateway:
     registry: Registry
     runtime: Runtime
     mcp: FastMCP
+    observability: Observability
 
     def http_app(self) -> Starlette:
         """Streamable HTTP at ``/mcp``, SSE at ``/sse``, REST beside them; one token guards all."""
         token = self.settings.mcp_auth_token
-        middleware = [Middleware(BodyLimit, max_bytes=self.settings.max_request_bytes)]
+        middleware = [Middleware(RequestLog, observability=self.observability),
+                      Middleware(BodyLimit, max_bytes=self.settings.max_request_bytes)]
         if token:
             middleware.append(Middleware(BearerAuth, token=token.get_secret_value()))
         app = self.mcp.http_app(path="/mcp", middleware=middleware)
@@ -56,6 +59,7 @@ class Gateway:
         app.router.routes.extend(r for r in sse.routes if getattr(r, "path", None) in ("/sse", "/messages"))
         if isinstance(self.runtime.objects, LocalObjectStore):  # S3 links are presigned; local ones are served here
             app.router.routes.extend(object_routes(self.runtime.objects))
+        app.router.routes.append(Route("/metrics", self.observability.metrics, methods=["GET"]))
         app.router.routes.append(Mount("/", app=rest_app(self.runtime)))
         return app
 
@@ -67,13 +71,16 @@ def build_gateway(settings: Settings | None = None, registry: Registry | None = 
     settings = settings or get_settings()
     registry = registry if registry is not None else Registry.load(settings.algo_mcp_registry)
     runtime = Runtime(settings, registry, base_url=base_url)
+    observability = Observability(settings, runtime)
 
     @asynccontextmanager
     async def lifespan(server: FastMCP) -> AsyncIterator[dict]:
-        async with runtime:  # returns at once: the start goes on in the background
+        async with runtime, observability.running():  # returns at once: the start goes on in the background
             yield {}
 
-    return Gateway(settings, registry, runtime, mcp_server(registry, runtime, lifespan))
+    mcp = mcp_server(registry, runtime, lifespan)
+    mcp.middleware.insert(0, ToolCallLog(observability))  # outermost: it sees what the caller gets
+    return Gateway(settings, registry, runtime, mcp, observability)
 
 
 def mcp_server(registry: Registry, runtime: Runtime, lifespan: Lifespan | None = None) -> FastMCP:
@@ -81,7 +88,7 @@ def mcp_server(registry: Registry, runtime: Runtime, lifespan: Lifespan | None =
     ``object://``, a tool per actor method with the actor tools and ``actor://``, and the pipeline tools
     with ``pipeline://``."""
     tasks, actors = TaskTools(runtime.tasks, runtime.objects), ActorTools(runtime.actors, runtime.objects)
-    pipelines = PipelineTools(runtime.pipelines)
+    pipelines = PipelineTools(runtime.pipelines, runtime.objects)
     table = ComponentTable([*algorithm_tools(registry, runtime.calls, runtime.objects), *tasks.tools(),
                             *actors.tools(), *pipelines.tools()],
                            [*tasks.templates(), *actors.templates(), *pipelines.templates()])

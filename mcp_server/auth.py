@@ -1,4 +1,5 @@
-"""Bearer-token guard for every HTTP route but ``/healthz`` and signed ``/objects/`` links.
+"""Bearer-token guard for every HTTP route but ``/healthz``, signed ``/objects/`` links and the
+console's page.
 
 Pure ASGI rather than ``BaseHTTPMiddleware`` so SSE streams pass through
 untouched. The scheme is case-insensitive (RFC 6750); the token comparison is constant-time.
@@ -13,8 +14,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from engines.errors import Unauthorized
 from mcp_server.errors import http_error
 
-OPEN_PATHS = frozenset({"/healthz"})
-OPEN_PREFIXES = ("/objects/",)  # signed links: the signature is the credential
+OPEN_PATHS = frozenset({"/healthz", "/console"})  # the console's page holds no data; its requests carry the token
+OPEN_PREFIXES = ("/objects/", "/console/")  # signed links: the signature is the credential; the console's script
 
 
 class BearerAuth:

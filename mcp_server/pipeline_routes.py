@@ -1,5 +1,6 @@
 """Pipelines over REST: ``POST /pipelines`` (the spec as the body), ``GET /pipelines``,
-``GET /pipelines/{name}``, ``GET /pipelines/{name}/output``, ``DELETE /pipelines/{name}`` (stop)."""
+``GET /pipelines/{name}``, ``GET /pipelines/{name}/output``, ``DELETE /pipelines/{name}`` (stop), and
+``POST /pipelines/backfills`` (a bounded range, as a task)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Annotated, Any
 from fastapi import FastAPI, Query
 from fastapi.responses import JSONResponse
 
+from engines.streams.backfill import BackfillSpec
 from engines.streams.pipelines import Pipelines
 from engines.streams.spec import PipelineSpec
 
@@ -18,6 +20,12 @@ def add_pipeline_routes(app: FastAPI, pipelines: Pipelines) -> None:
     async def start(spec: PipelineSpec) -> JSONResponse:
         # the body is parsed by FastAPI into the spec; the gateway checks the rest (algorithm, topics)
         return JSONResponse(await pipelines.start(spec.model_dump(mode="json", exclude_none=True)), status_code=201)
+
+    @app.post("/pipelines/backfills", tags=["pipelines"], status_code=202,
+              summary="backfill a topic range through an algorithm, as a task (follow it at /tasks/{task_id})")
+    async def backfill(spec: BackfillSpec) -> JSONResponse:
+        record = await pipelines.backfill(spec.model_dump(mode="json", exclude_none=True))
+        return JSONResponse({"task_id": record.task_id, "status": record.status.value}, status_code=202)
 
     @app.get("/pipelines", tags=["pipelines"], summary="every pipeline with its lag, rates and latency")
     async def listing() -> list[dict[str, Any]]:

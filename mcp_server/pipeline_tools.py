@@ -3,25 +3,30 @@
 ``pipeline_start`` takes the spec's fields flat, with the spec's own schema, so
 an agent can start one from a sentence ("run text-embedding over topic reviews
 into reviews-vec"): name, input_topic, algorithm and output_topic are all it
-needs; the rest has defaults.
+needs; the rest has defaults. ``pipeline_backfill`` takes the same fields and a
+range, and answers with a task to follow.
 """
 
 from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastmcp.resources import ResourceTemplate
 from fastmcp.tools import Tool, ToolResult
 from mcp_types import ToolAnnotations
-from pydantic import Field, PrivateAttr
+from pydantic import BaseModel, Field, PrivateAttr
 
 from engines.errors import AlgoError
+from engines.streams.backfill import BackfillSpec
 from engines.streams.pipelines import Pipelines
 from engines.streams.spec import PipelineSpec
+from mcp_server.answers import answer
 from mcp_server.errors import resource_error, tool_error
+from mcp_server.tools import TaskRef
+from storage.objects import ObjectStore
 
 PipelineName = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_-]{0,63}$",
                                     description="the pipeline's name", examples=["reviews-vec"])]
@@ -37,34 +42,43 @@ async def _answer(work: Awaitable[Any]) -> ToolResult:
     return ToolResult(content=json.dumps(body), structured_content=body)
 
 
-class PipelineStartTool(Tool):
-    """Starts a pipeline from the spec's fields (the tool's schema is the spec's)."""
+class SpecTool(Tool):
+    """A tool whose arguments are a spec's fields, flat, with the spec's own schema."""
 
-    _pipelines: Pipelines = PrivateAttr()
+    _action: Callable[[dict[str, Any]], Awaitable[ToolResult]] = PrivateAttr()
 
     @classmethod
-    def of(cls, pipelines: Pipelines) -> PipelineStartTool:
-        schema = copy.deepcopy(PipelineSpec.model_json_schema())
+    def of(cls, name: str, title: str, description: str, model: type[BaseModel],
+           action: Callable[[dict[str, Any]], Awaitable[ToolResult]], annotations: ToolAnnotations) -> SpecTool:
+        schema = copy.deepcopy(model.model_json_schema())
         schema.pop("title", None)
-        tool = cls(name="pipeline_start", title="Start a stream pipeline",
-                   description="Run a registered algorithm over a Kafka topic into another topic, at least once "
-                               "and in order per partition, until pipeline_stop. Needs name, input_topic, "
-                               "algorithm and output_topic; the input topic must exist (the output and "
-                               "dead-letter topics are created). Starting the same spec again changes nothing.",
-                   parameters=schema, annotations=ToolAnnotations(idempotent_hint=True, open_world_hint=True))
-        tool._pipelines = pipelines
+        tool = cls(name=name, title=title, description=description, parameters=schema, annotations=annotations)
+        tool._action = action
         return tool
 
     async def run(self, arguments: dict[str, Any]) -> ToolResult:
-        return await _answer(self._pipelines.start(arguments))
+        return await self._action(arguments)
 
 
 class PipelineTools:
-    def __init__(self, pipelines: Pipelines) -> None:
-        self.pipelines = pipelines
+    def __init__(self, pipelines: Pipelines, objects: ObjectStore) -> None:
+        self.pipelines, self.objects = pipelines, objects
 
     def tools(self) -> list[Tool]:
-        return [PipelineStartTool.of(self.pipelines),
+        start = SpecTool.of(
+            "pipeline_start", "Start a stream pipeline",
+            "Run a registered algorithm over a Kafka topic into another topic, at least once and in order per "
+            "partition, until pipeline_stop. Needs name, input_topic, algorithm and output_topic; the input topic "
+            "must exist (the output and dead-letter topics are created). Starting the same spec again changes "
+            "nothing.", PipelineSpec, lambda arguments: _answer(self.pipelines.start(arguments)),
+            ToolAnnotations(idempotent_hint=True, open_world_hint=True))
+        backfill = SpecTool.of(
+            "pipeline_backfill", "Backfill a topic range through an algorithm",
+            "Run a registered algorithm once over a bounded range of a Kafka topic (start and end: offsets, ISO "
+            "times, earliest/latest) into another topic, as a task with progress: answers at once with a task_id "
+            "to follow with wait_task. Needs name, input_topic, algorithm and output_topic.",
+            BackfillSpec, self._backfill, ToolAnnotations(open_world_hint=True))
+        return [start, backfill,
                 Tool.from_function(self.pipeline_stop, title="Stop a stream pipeline",
                                    annotations=ToolAnnotations(destructive_hint=True, idempotent_hint=True)),
                 Tool.from_function(self.pipeline_list, title="List stream pipelines", annotations=READ_ONLY),
@@ -75,6 +89,13 @@ class PipelineTools:
         return [ResourceTemplate.from_function(
             self.pipeline_resource, "pipeline://{name}", name="pipeline", title="A stream pipeline",
             mime_type="application/json", description="A pipeline's spec, status, lag, rates, latency and errors.")]
+
+    async def _backfill(self, arguments: dict[str, Any]) -> ToolResult:
+        try:
+            record = await self.pipelines.backfill(arguments)
+        except AlgoError as err:
+            return tool_error(err)
+        return await answer(TaskRef.of(record).model_dump(), self.objects, task=True)
 
     async def pipeline_stop(self, name: PipelineName) -> ToolResult:
         """Stop a pipeline: its consumers finish their batch and leave the group; what they committed stays."""

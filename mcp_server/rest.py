@@ -26,8 +26,10 @@ from engines.algorithms.validation import describe
 from engines.calls import Calls
 from engines.errors import AlgoError, UnknownAlgorithm, ValidationFailed
 from engines.runtime import Runtime
-from engines.tasks.queue import TASK_ID_MAX_LENGTH, TASK_ID_PATTERN, TaskQueue
+from engines.tasks.queue import TASK_ID_MAX_LENGTH, TASK_ID_PATTERN
 from mcp_server.actor_routes import add_actor_routes
+from mcp_server.admin_routes import add_admin_routes
+from mcp_server.console_routes import add_console_routes
 from mcp_server.errors import http_error
 from mcp_server.pipeline_routes import add_pipeline_routes
 from storage import TaskStatus
@@ -75,9 +77,14 @@ CallbackUrl = Annotated[str | None, Query(description="receives the final task r
                                                       "X-Algo-MCP-Signature when CALLBACK_SECRET is set)")]
 
 
-def _submit_route(tasks: TaskQueue, entry: Entry) -> Callable[..., Awaitable[Any]]:
-    async def submit(request: Request, body: Any, callback_url: CallbackUrl = None) -> JSONResponse:
-        record = await tasks.submit(entry.name, body, callback_url=callback_url)
+ResultTopic = Annotated[str | None, Query(description="a Kafka topic on the gateway's broker that receives the final "
+                                                      "task record (JSON, keyed by task_id)")]
+
+
+def _submit_route(calls: Calls, entry: Entry) -> Callable[..., Awaitable[Any]]:
+    async def submit(request: Request, body: Any, callback_url: CallbackUrl = None,
+                     result_topic: ResultTopic = None) -> JSONResponse:
+        record = await calls.submit(entry.name, body, callback_url=callback_url, result_topic=result_topic)
         return JSONResponse({"task_id": record.task_id, "status": record.status.value}, status_code=202)
 
     return _typed(entry, submit)
@@ -125,6 +132,9 @@ def rest_app(runtime: Runtime) -> FastAPI:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, err: RequestValidationError) -> JSONResponse:
+        face, _, name = request.url.path.rpartition("/")
+        if request.method == "POST" and face in ("/invoke", "/tasks") and name in registry.names():
+            calls.metrics.count(name, "invalid")  # FastAPI checked the body before the route could call
         return http_error(ValidationFailed(_body_problems(err)))
 
     @app.exception_handler(StarletteHTTPException)
@@ -136,6 +146,8 @@ def rest_app(runtime: Runtime) -> FastAPI:
 
     add_actor_routes(app, runtime.actors)
     add_pipeline_routes(app, runtime.pipelines)
+    add_admin_routes(app, runtime.limits, token_set=runtime.settings.mcp_auth_token is not None)
+    add_console_routes(app, runtime)
     refusals = {429: {"description": "busy, retry after (Retry-After)"},
                 503: {"description": "starting or unavailable, retry after (Retry-After)"}}
     for entry in registry:
@@ -144,7 +156,7 @@ def rest_app(runtime: Runtime) -> FastAPI:
                  responses={200: {"model": _invoked_model(entry)}, **refusals})(_invoke_route(calls, entry))
         app.post(f"/tasks/{entry.name}", name=f"submit {entry.name}", tags=["tasks"],
                  summary=f"submit a {entry.name} task; answers at once", response_model=None, status_code=202,
-                 responses={202: {"model": Submitted}, **refusals})(_submit_route(tasks, entry))
+                 responses={202: {"model": Submitted}, **refusals})(_submit_route(calls, entry))
 
     @app.post("/invoke/{name}", tags=["invoke"], include_in_schema=False)
     @app.post("/tasks/{name}", tags=["tasks"], include_in_schema=False)

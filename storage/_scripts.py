@@ -7,7 +7,7 @@ come from the server's clock (``TIME``), so every worker agrees on them. Every
 status change also sets ``ts``, as the seed Ray Service did, for its dashboards.
 
 Scripts about one task share a calling convention:
-``KEYS = [task hash, stream, done list]`` and
+``KEYS = [task hash, stream, done list, stats hash]`` and
 ``ARGV = [group, ttl seconds, events channel, *script arguments]``.
 """
 
@@ -20,6 +20,26 @@ local TERMINAL = {completed = true, succeeded = true, failed = true, cancelled =
 local function now()
   local t = redis.call('TIME')
   return string.format('%d.%06d', t[1], t[2])
+end
+
+-- Upper bounds (seconds) of the task latency buckets: submission to end
+local LATENCY_BOUNDS = {0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800, 7200}
+
+-- Counts an ended task in the stats hash: by status, and its latency by algorithm
+-- (in its first bucket only; readers add them up): counters any gateway can expose.
+local function count_end(status, at)
+  if not KEYS[4] then return end
+  redis.call('HINCRBY', KEYS[4], 'ended:' .. status, 1)
+  local algorithm = redis.call('HGET', KEYS[1], 'algorithm') or ''
+  local created = tonumber(redis.call('HGET', KEYS[1], 'created_at') or '')
+  if not created then return end
+  local seconds = math.max(0, tonumber(at) - created)
+  local bucket = 'inf'
+  for _, bound in ipairs(LATENCY_BOUNDS) do
+    if seconds <= bound then bucket = tostring(bound); break end
+  end
+  redis.call('HINCRBY', KEYS[4], 'latency:' .. algorithm .. ':' .. bucket, 1)
+  redis.call('HINCRBYFLOAT', KEYS[4], 'latency-sum:' .. algorithm, string.format('%.6f', seconds))
 end
 
 -- Ends the task once: ack its message, expire the record, wake the waiters.
@@ -44,6 +64,7 @@ local function finish(status, result, err)
   redis.call('RPUSH', KEYS[3], status)
   redis.call('EXPIRE', KEYS[3], ARGV[2])
   redis.call('PUBLISH', ARGV[3], status)
+  count_end(status, at)
   return 1
 end
 """

@@ -39,6 +39,14 @@ name                            type      what it holds
 ``{prefix}:pipeline-dead:{name}`` list    the last dead letters (JSON), newest first
 ``{prefix}:pipeline-out:{name}`` list     the last output messages (JSON), newest first
 ``{prefix}:pipeline-supervisor`` string   the gateway that supervises pipelines, with a TTL
+``{prefix}:task-stats``         hash      counters of ended tasks: ``ended:{status}``, and their
+                                          latency (submission to end) by algorithm:
+                                          ``latency:{algorithm}:{bucket}`` (the first bucket it fits,
+                                          upper bounds in seconds, or ``inf``), ``latency-sum:{algorithm}``
+``{prefix}:limits``             hash      algorithm name → JSON: its limits changed at run time
+                                          (``max_concurrency``, ``num_workers``, ``max_queued``,
+                                          ``batch``), applied over the registry file's
+``{prefix}:limits-log``         list      JSON: the last changes (who, when, what), newest first
 ==============================  ========  ===================================================
 
 With the prefix ``ray_service`` this is the seed Ray Service's own layout: its
@@ -50,7 +58,8 @@ Task hash fields (strings; JSON where noted): ``task_id``, ``algorithm`` (and
 ``model``, the seed's name for it), ``payload`` (JSON), ``status`` (queued |
 running | completed | failed | cancelled), ``progress`` (0..1),
 ``progress_message``, ``result`` (JSON), ``error`` (JSON ``{type, message}``),
-``attempts``, ``max_attempts``, ``timeout_s``, ``callback_url``, ``worker_id``,
+``attempts``, ``max_attempts``, ``timeout_s``, ``callback_url``, ``result_topic``,
+``kind`` (absent: a call; ``backfill``: a topic range), ``worker_id``,
 ``created_at``/``started_at``/``finished_at`` (unix seconds, the server's clock),
 ``ts`` (the last status change), ``message_id`` (its stream entry).
 """
@@ -146,3 +155,15 @@ class KeyLayout:
     @property
     def pipeline_supervisor(self) -> str:
         return f"{self.prefix}:pipeline-supervisor"
+
+    @property
+    def task_stats(self) -> str:
+        return f"{self.prefix}:task-stats"
+
+    @property
+    def limits(self) -> str:
+        return f"{self.prefix}:limits"
+
+    @property
+    def limits_log(self) -> str:
+        return f"{self.prefix}:limits-log"

@@ -77,6 +77,8 @@ class TaskRecord:
     max_attempts: int = 1
     timeout_s: float | None = None
     callback_url: str | None = None
+    result_topic: str | None = None  # the final record is also published there (a Kafka topic)
+    kind: str = "call"  # call: the algorithm on the payload; backfill: a topic range through it
     worker_id: str | None = None
     created_at: float = 0.0  # unix seconds, the server's clock
     started_at: float | None = None
@@ -108,12 +110,24 @@ class TaskRecord:
             max_attempts=int(h.get("max_attempts") or 1),
             timeout_s=to_float(h.get("timeout_s")),
             callback_url=h.get("callback_url"),
+            result_topic=h.get("result_topic"),
+            kind=h.get("kind") or "call",
             worker_id=h.get("worker_id"),
             created_at=float(h.get("created_at") or 0),
             started_at=to_float(h.get("started_at")),
             finished_at=to_float(h.get("finished_at")),
             message_id=h.get("message_id"),
         )
+
+
+@dataclass
+class TaskStats:
+    """Counters of ended tasks (``{prefix}:task-stats``): by status, and latency buckets by algorithm
+    (each task in the first bucket it fits: upper bound in seconds → count)."""
+
+    ended: dict[str, int] = field(default_factory=dict)
+    latency: dict[str, dict[float, int]] = field(default_factory=dict)
+    latency_sum: dict[str, float] = field(default_factory=dict)
 
 
 class TaskStore:
@@ -156,8 +170,10 @@ class TaskStore:
         payload: Any,
         *,
         callback_url: str | None = None,
+        result_topic: str | None = None,
         timeout_s: float | None = None,
         max_attempts: int = 3,
+        kind: str = "call",
     ) -> TaskRecord:
         """Record the task and enqueue it in one atomic step: never one without the other."""
         if max_attempts < 1:
@@ -172,6 +188,10 @@ class TaskStore:
             fields["timeout_s"] = repr(float(timeout_s))
         if callback_url:
             fields["callback_url"] = callback_url
+        if result_topic:
+            fields["result_topic"] = result_topic
+        if kind != "call":
+            fields["kind"] = kind
         pairs = [x for kv in fields.items() for x in kv]
         message_id, created_at = await self._batch.script(
             self._submit, [self.keys.task(task_id), self.keys.stream],
@@ -184,6 +204,8 @@ class TaskStore:
             max_attempts=max_attempts,
             timeout_s=None if timeout_s is None else float(timeout_s),
             callback_url=callback_url or None,
+            result_topic=result_topic or None,
+            kind=kind,
             created_at=float(created_at),
             message_id=message_id,
         )
@@ -383,10 +405,39 @@ class TaskStore:
                     found.append(TaskRecord.from_hash(task_id, h))
         return found[:limit]
 
+    async def queue_counts(self) -> tuple[int, int]:
+        """``(waiting, claimed)``: submissions no worker has taken yet, and those taken but not ended
+        (running, or held by a worker that died until they are redelivered). One XINFO, for metrics."""
+        try:
+            groups = await self.redis.xinfo_groups(self.keys.stream)
+        except ResponseError:  # no stream yet: nothing was ever submitted
+            return 0, 0
+        group = next((g for g in groups if g.get("name") == self.keys.group), None)
+        if group is None:
+            return int(await self.redis.xlen(self.keys.stream)), 0
+        lag = group.get("lag")
+        if lag is None:  # the server cannot tell (entries deleted mid-stream): an estimate, payloads unread
+            lag = max(0, int(await self.redis.xlen(self.keys.stream)) - int(group.get("entries-read") or 0))
+        return int(lag), int(group.get("pending") or 0)
+
+    async def ended_stats(self) -> TaskStats:
+        """Tasks ended so far by status, and their latency by algorithm (one HGETALL, for metrics)."""
+        stats = TaskStats()
+        for name, value in (await self.redis.hgetall(self.keys.task_stats)).items():
+            kind, _, rest = name.partition(":")
+            if kind == "ended":
+                stats.ended[rest] = int(value)
+            elif kind == "latency-sum":
+                stats.latency_sum[rest] = float(value)
+            elif kind == "latency":
+                algorithm, _, bucket = rest.rpartition(":")
+                stats.latency.setdefault(algorithm, {})[math.inf if bucket == "inf" else float(bucket)] = int(value)
+        return stats
+
     # -- internals -------------------------------------------------------
 
     def _task_keys(self, task_id: str) -> list[str]:
-        return [self.keys.task(task_id), self.keys.stream, self.keys.done(task_id)]
+        return [self.keys.task(task_id), self.keys.stream, self.keys.done(task_id), self.keys.task_stats]
 
     def _task_args(self, task_id: str) -> list[str]:
         return [self.keys.group, str(self.task_ttl_s), self.keys.events(task_id)]

@@ -268,3 +268,32 @@ class StreamEcho(Algorithm):
         now = time.time()
         return [RuntimeError("failing for a while") if now < i.fail_until else StreamOutput(id=i.id)
                 for i in inputs]
+
+
+class LiveInput(BaseModel):
+    seconds: float = Field(0, ge=0, le=5, description="the batch it is in takes this long")
+
+
+class LiveOutput(BaseModel):
+    pid: int
+    batch: int
+
+
+@algorithm(name="test-live", kind="local", max_concurrency=2, max_queued=256, num_cpus=0,  # the suite fits 2 CPUs
+           batch={"max_batch_size": 2, "batch_wait_timeout_s": 0.02})
+class LiveLimits(Algorithm):
+    """Says which replica process ran it and in how big a batch (limits changed at run time)."""
+
+    Input = LiveInput
+    Output = LiveOutput
+
+    async def predict_batch(self, inputs: list[LiveInput]) -> list[LiveOutput]:
+        await asyncio.sleep(max(i.seconds for i in inputs))
+        return [LiveOutput(pid=os.getpid(), batch=len(inputs)) for _ in inputs]
+
+
+@algorithm(name="test-autoscaled", kind="local", num_cpus=0, max_queued=256,
+           autoscaling={"min": 1, "max": 3, "target_ongoing_requests": 1, "upscale_delay_s": 0.5,
+                        "downscale_delay_s": 2})
+class Autoscaled(LiveLimits):
+    """The same, on replicas Serve adds under load and removes when it ends."""

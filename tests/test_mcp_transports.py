@@ -24,7 +24,8 @@ TASK_TOOLS = {"get_task", "wait_task", "cancel_task", "list_tasks"}
 ACTOR_TOOLS = {"Account.deposit", "Account.withdraw", "Account.get_info", "GamePlayer.get_info",
                "GamePlayer.update_position", "GamePlayer.use_skill", "GamePlayer.take_damage",
                "actor_bind", "actor_get", "actor_list", "actor_delete"}
-PIPELINE_TOOLS = {"pipeline_start", "pipeline_stop", "pipeline_list", "pipeline_get", "pipeline_peek"}
+PIPELINE_TOOLS = {"pipeline_start", "pipeline_stop", "pipeline_list", "pipeline_get", "pipeline_peek",
+                  "pipeline_backfill"}
 
 
 async def test_http_lists_one_tool_per_algorithm_with_schemas(server: Running):

@@ -13,6 +13,7 @@ import signal
 import time
 import uuid
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -313,3 +314,139 @@ async def test_a_broker_killed_and_restarted_on_s3_storage_loses_nothing(
             assert set(ids) == set(range(n)), f"lost {n - len(set(ids))} of {n}"
             print(f"\n{n} messages, broker (S3 storage) killed midway: {len(ids) - n} duplicates")
             await stopped(http, "on-s3")
+
+
+async def test_a_task_publishes_its_final_record_to_a_topic(server: Running, kafka: Broker):
+    """S1's results sent through the message queue: the final record, keyed by task id, once it ends
+    (failed ones too), beside the record in Redis."""
+    topic = f"task-results-{uuid.uuid4().hex[:6]}"
+    kafka.create_topic(topic, partitions=1)
+    async with httpx.AsyncClient(base_url=server.url, headers=server.auth, timeout=60) as http:
+        done = await http.post("/tasks/test-sleep-async", params={"result_topic": topic}, json={"seconds": 0.1})
+        failed = await http.post("/tasks/test-timeout", params={"result_topic": topic}, json={"seconds": 5})
+        assert done.status_code == failed.status_code == 202, (done.text, failed.text)
+        ids = {done.json()["task_id"], failed.json()["task_id"]}
+        messages = await asyncio.to_thread(kafka.read, topic, until=2, timeout_s=60, partitions=1)
+        records = {m.key().decode(): json.loads(m.value()) for m in messages}
+        assert set(records) == ids
+        assert records[done.json()["task_id"]]["status"] == "completed"
+        assert records[done.json()["task_id"]]["result"] == {"slept": 0.1}
+        assert records[failed.json()["task_id"]]["status"] == "failed"
+        assert records[done.json()["task_id"]]["result_topic"] == topic
+
+        for params, problem in [({"result_topic": "no such/topic"}, "result_topic: must be a Kafka topic name"),
+                                ({"result_topic": f"missing-{uuid.uuid4().hex[:6]}"}, "result_topic: no topic"),
+                                ({"result_topic": ""}, "result_topic: must be a Kafka topic name")]:
+            refused = await http.post("/tasks/test-sleep-async", params=params, json={"seconds": 0.1})
+            assert refused.status_code == 422 and problem in refused.json()["error"]["message"], refused.text
+
+
+async def _task(http: httpx.AsyncClient, task_id: str, *statuses: str) -> dict[str, Any]:
+    async def ended() -> dict[str, Any] | None:
+        record = (await http.get(f"/tasks/{task_id}")).json()
+        return record if record["status"] in statuses else None
+
+    return await poll(ended, timeout_s=120, interval_s=0.2, what=f"task {task_id} {'/'.join(statuses)}")
+
+
+async def test_a_backfill_runs_a_range_once_as_a_task(server: Running, kafka: Broker):
+    """The seed's read_kafka form: offsets, times and earliest/latest bound the range; the task's result
+    says what was done, and the output topic holds exactly the range."""
+    source, sink, _ = topics(kafka, "backfill")
+    kafka.produce(source, [(f"a{i}", orjson.dumps({"id": f"a{i}"})) for i in range(300)])
+    kafka.produce(source, [("poison", b"not json")])
+    between = await asyncio.to_thread(lambda: (time.sleep(0.05), time.time())[1])  # a time between the two
+    kafka.produce(source, [(f"b{i}", orjson.dumps({"id": f"b{i}"})) for i in range(60)])
+    spec = {"name": "fill", "input_topic": source, "algorithm": "test-stream", "output_topic": sink,
+            "batch_size": 50}
+    async with httpx.AsyncClient(base_url=server.url, headers=server.auth, timeout=60) as http:
+        whole = await http.post("/pipelines/backfills", json=spec)
+        assert whole.status_code == 202, whole.text
+        record = await _task(http, whole.json()["task_id"], "completed", "failed")
+        assert record["status"] == "completed", record["error"]
+        assert record["result"]["messages"] == record["result"]["produced"] + 1 == 361
+        assert record["result"]["dead_letters"] == 1 and record["progress"] == 1
+        out = await asyncio.to_thread(kafka.read, sink, 360, 60)
+        assert len(out) == 360 and {m.key().decode() for m in out} == {f"a{i}" for i in range(300)} | {
+            f"b{i}" for i in range(60)}
+
+        later = await http.post("/pipelines/backfills", json={**spec, "output_topic": f"{sink}-later",
+                                                             "start": datetime.fromtimestamp(between, UTC).isoformat()})
+        offsets = await http.post("/pipelines/backfills", json={**spec, "output_topic": f"{sink}-offsets",
+                                                               "start": 10, "end": 20})
+        later_record = await _task(http, later.json()["task_id"], "completed", "failed")
+        offsets_record = await _task(http, offsets.json()["task_id"], "completed", "failed")
+        assert later_record["result"]["produced"] == 60, later_record
+        assert offsets_record["result"]["produced"] == 30, offsets_record  # offsets 10..19 of 3 partitions
+        assert {p["start"] for p in offsets_record["result"]["partitions"].values()} == {10}
+        keys = {m.key().decode() for m in await asyncio.to_thread(kafka.read, f"{sink}-later", 60, 60)}
+        assert keys == {f"b{i}" for i in range(60)}
+
+
+async def test_a_backfill_reports_progress_and_stops_when_cancelled(server: Running, kafka: Broker):
+    source, sink, _ = topics(kafka, "slowfill", partitions=1)
+    kafka.produce(source, [(str(i), orjson.dumps({"id": str(i), "batch_sleep_s": 0.5})) for i in range(100)])
+    spec = {"name": "slow", "input_topic": source, "algorithm": "test-stream", "output_topic": sink, "batch_size": 5}
+    async with httpx.AsyncClient(base_url=server.url, headers=server.auth, timeout=60) as http:
+        task_id = (await http.post("/pipelines/backfills", json=spec)).json()["task_id"]
+
+        async def partly() -> dict[str, Any] | None:
+            record = (await http.get(f"/tasks/{task_id}")).json()
+            return record if 0 < record["progress"] < 1 and record["status"] == "running" else None
+
+        running = await poll(partly, timeout_s=60, interval_s=0.2, what="progress reported")
+        assert "produced" in running["progress_message"]
+        assert (await http.delete(f"/tasks/{task_id}")).json()["status"] == "cancelled"
+        worker = serve.get_app_handle(server.gateway.runtime.worker_app)
+
+        async def stopped_in_the_worker() -> bool:
+            return task_id not in (await worker.status.remote())["running"]
+
+        await poll(stopped_in_the_worker, timeout_s=30, what="the backfill stopped in the worker")
+        # stopped: whatever it produced is all it ever will, and the range was not finished
+        assert len(await asyncio.to_thread(kafka.read, sink, 100, 3, 1)) < 100
+
+
+async def test_bad_backfills_name_the_field(server: Running, kafka: Broker):
+    source, sink, _ = topics(kafka, "badfill")
+    base = {"name": "bad", "input_topic": source, "algorithm": "test-stream", "output_topic": sink}
+    async with httpx.AsyncClient(base_url=server.url, headers=server.auth, timeout=60) as http:
+        for body, problem in [
+            ({**base, "start": 20, "end": 10}, "end: must be > start (20)"),
+            ({**base, "start": -1}, "start: must be >= 0"),
+            ({**base, "start": "2999-01-01T00:00:00Z"}, "start: 2999-01-01T00:00:00+00:00 is in the future"),
+            ({**base, "end": "soon"}, "end"),
+            ({**base, "input_topic": f"missing-{uuid.uuid4().hex[:6]}"}, "input_topic: no topic"),
+            ({**base, "algorithm": "test-nope"}, "test-nope"),
+        ]:
+            refused = await http.post("/pipelines/backfills", json=body)
+            assert refused.status_code in (404, 422) and problem in refused.json()["error"]["message"], refused.text
+    async with http_session(server.url, server.auth) as session:
+        started = await session.call_tool("pipeline_backfill", {**base, "name": "mcp-fill"})
+        assert not started.is_error, started.content[0].text
+        assert "wait_task" in started.content[0].text and started.structured_content["status"] == "queued"
+
+
+async def test_the_algorithms_replicas_grow_with_a_pipelines_lag(server: Running, kafka: Broker):
+    """Serve autoscaling (the entry's ``autoscaling``) sees a batch in flight per partition while there is
+    lag, adds replicas, and removes them once the pipeline has drained."""
+    source, sink, _ = topics(kafka, "autoscaled")
+    n = 900
+    kafka.produce(source, [(str(i), orjson.dumps({"seconds": 1})) for i in range(n)])
+    async with httpx.AsyncClient(base_url=server.url, headers=server.auth, timeout=60) as http:
+        started = await http.post("/pipelines", json={
+            "name": "autoscaled", "input_topic": source, "algorithm": "test-autoscaled", "output_topic": sink,
+            "batch_size": 30, "scaling": {"max_consumers": 1}})
+        assert started.status_code == 201, started.text
+        try:
+            out = await asyncio.to_thread(kafka.read, sink, n, 120)
+        finally:
+            await stopped(http, "autoscaled")
+    assert len({m.key() for m in out}) == n
+    assert len({orjson.loads(m.value())["result"]["pid"] for m in out}) >= 2  # served by more than one replica
+
+    def replicas() -> int:
+        app = serve.status().applications["test-autoscaled"]
+        return app.deployments["test-autoscaled"].replica_states.get("RUNNING", 0)
+
+    await poll(lambda: replicas() == 1, timeout_s=90, interval_s=0.5, what="back to one replica once drained")

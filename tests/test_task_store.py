@@ -497,3 +497,19 @@ async def test_a_bundled_server_that_died_is_revived_on_its_url_with_its_data(tm
     finally:
         await client.aclose()
         server.stop()
+
+
+async def test_ended_tasks_are_counted_by_status_with_their_latency(store: TaskStore):
+    """Counters for /metrics, kept as tasks end (each counted once, however often an end is written)."""
+    done = await start(store, "w1")
+    assert await store.finish(done.task_id, TaskStatus.COMPLETED, result={"ok": 1})
+    assert not await store.finish(done.task_id, TaskStatus.FAILED, error={"type": "x", "message": "late"})
+    failed = await start(store, "w1")
+    assert await store.finish(failed.task_id, TaskStatus.FAILED, error={"type": "x", "message": "no"})
+    queued = await store.submit("other", {"n": 2})
+    await store.cancel(queued.task_id)
+    stats = await store.ended_stats()
+    assert stats.ended == {"completed": 1, "failed": 1, "cancelled": 1}
+    assert sum(stats.latency["echo"].values()) == 2 and sum(stats.latency["other"].values()) == 1
+    assert min(stats.latency["echo"]) == 0.1  # both ended within 100 ms of their submission
+    assert 0 <= stats.latency_sum["echo"] < 1

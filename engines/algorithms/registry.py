@@ -39,6 +39,24 @@ class BatchSpec(BaseModel):
     batch_wait_timeout_s: float = Field(0.005, ge=0, le=10)
 
 
+class AutoscalingSpec(BaseModel):
+    """Serve autoscaling of an algorithm's replicas on the calls each one has in flight."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    min: int = Field(1, ge=0, le=256, description="replicas kept when idle (0: scale to zero, a cold start)")
+    max: int = Field(ge=1, le=256, description="replicas at most")
+    target_ongoing_requests: float = Field(2, gt=0, description="calls in flight per replica Serve aims for")
+    upscale_delay_s: float = Field(30, ge=0, description="load must stay above target this long to add replicas")
+    downscale_delay_s: float = Field(600, ge=0, description="load must stay below target this long to remove some")
+
+    @model_validator(mode="after")
+    def _check(self) -> AutoscalingSpec:
+        if self.min > self.max:
+            raise ValueError(f"min: must be <= max ({self.max}) (got {self.min})")
+        return self
+
+
 class AlgorithmSpec(BaseModel):
     """What the registry knows about one algorithm: identity, limits, placement."""
 
@@ -56,6 +74,8 @@ class AlgorithmSpec(BaseModel):
     num_cpus: float = Field(1, ge=0)
     num_gpus: float = Field(0, ge=0)
     batch: BatchSpec | None = None
+    autoscaling: AutoscalingSpec | None = Field(
+        None, description="replicas grow and shrink with load between min and max (instead of num_workers)")
     timeout_s: float = Field(60, gt=0, le=86_400)
     # Serve has no "no queue": its max_queued_requests is -1 (unbounded) or a positive number
     max_queued: int = Field(16, ge=1, description="calls that may wait for a slot (per gateway) before 'busy'")
@@ -69,8 +89,9 @@ class AlgorithmSpec(BaseModel):
         if self.kind == "external" and self.num_gpus:
             raise ValueError("num_gpus: external algorithms run no model, so no GPU (got "
                              f"{self.num_gpus:g})")
-        if self.max_concurrency is not None and self.max_concurrency < self.num_workers:
-            raise ValueError(f"max_concurrency: must be >= num_workers ({self.num_workers}), "
+        if self.max_concurrency is not None and self.max_concurrency < self.max_replicas:
+            most = f"autoscaling.max ({self.max_replicas})" if self.autoscaling else f"num_workers ({self.num_workers})"
+            raise ValueError(f"max_concurrency: must be >= {most}, "
                              f"since every replica takes at least one call (got {self.max_concurrency})")
         return self
 
@@ -78,12 +99,17 @@ class AlgorithmSpec(BaseModel):
     def display_title(self) -> str:
         return self.title or self.name.replace("-", " ").replace("_", " ").capitalize()
 
+    @property
+    def max_replicas(self) -> int:
+        return self.autoscaling.max if self.autoscaling else self.num_workers
+
     def concurrency(self, default: int) -> int:
-        return self.max_concurrency or max(default, self.num_workers)
+        return self.max_concurrency or max(default, self.max_replicas)
 
     def per_replica_concurrency(self, default: int) -> int:
-        """Serve's ``max_ongoing_requests``: the global limit split over replicas, never above it."""
-        return max(1, self.concurrency(default) // self.num_workers)
+        """Serve's ``max_ongoing_requests``: the global limit split over the most replicas there may be,
+        never above it."""
+        return max(1, self.concurrency(default) // self.max_replicas)
 
 
 @dataclass(frozen=True)
@@ -112,14 +138,14 @@ def algorithm(**fields: Any):
     def register(cls: type[Algorithm]) -> type[Algorithm]:
         data = {"target": f"{cls.__module__}:{cls.__qualname__}",
                 "description": (cls.__doc__ or "").strip(), **fields}
-        spec = _parse_spec(data, where=f"@algorithm on {cls.__qualname__}")
+        spec = parse_spec(data, where=f"@algorithm on {cls.__qualname__}")
         _DECORATED.setdefault(cls.__module__, []).append(spec)
         return cls
 
     return register
 
 
-def _parse_spec(data: Any, where: str) -> AlgorithmSpec:
+def parse_spec(data: Any, where: str) -> AlgorithmSpec:
     if not isinstance(data, dict):
         raise RegistryError(f"{where}: must be a mapping of fields (got {type(data).__name__})")
     try:
@@ -157,6 +183,11 @@ class Registry:
         self._entries = {e.name: e for e in entries}
         self.actors = {a.name: a for a in actors or []}
         self.pipelines = pipelines or []
+
+    def replace(self, entry: Entry) -> None:
+        """Swap in an entry whose limits changed at run time (same name, same algorithm)."""
+        assert entry.name in self._entries, entry.name
+        self._entries[entry.name] = entry
 
     def __iter__(self) -> Iterator[Entry]:
         return iter(self._entries.values())
@@ -226,7 +257,7 @@ class Registry:
             if isinstance(item, dict) and item.get("kind") == "actor":
                 actors.append(actor_entry(item, where))
             else:
-                specs.append((where, _parse_spec(item, where)))
+                specs.append((where, parse_spec(item, where)))
         actors += decorated_in(modules, {a.name for a in actors})
         specs += [(f"@algorithm {s.name} ({s.target})", s)
                   for module in modules for s in _DECORATED.get(module, [])]

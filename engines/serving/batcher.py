@@ -25,6 +25,10 @@ class Batcher:
         self._queue: asyncio.Queue[tuple[Any, asyncio.Future]] = asyncio.Queue()
         self._loop_task: asyncio.Task | None = None
 
+    def resize(self, max_batch_size: int, wait_s: float) -> None:
+        """New limits, from the next batch on (the one running keeps its size)."""
+        self._max, self._wait_s = max_batch_size, wait_s
+
     async def submit(self, item: Any) -> Any:
         """Queue one input and wait for its output; a cancelled caller's input is skipped."""
         if self._loop_task is None or self._loop_task.done():  # lazily, in the replica's event loop

@@ -13,18 +13,22 @@ comes up or fails, so one that fails takes only its own tool down.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import re
+import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any, Protocol
 
 import ray
 from ray import serve
 from ray.serve import Application, RunTarget
 
-from engines.algorithms.registry import Entry
+from engines.algorithms.registry import AlgorithmSpec, Entry
 from engines.config import digest
+from engines.errors import Unavailable, ValidationFailed
 from engines.loops import every
 from engines.readiness import Readiness
 from engines.serving.client import AlgorithmClient
@@ -92,17 +96,39 @@ def replica_env(settings: Settings) -> dict[str, str]:
 
 
 def deployment_options(entry: Entry, settings: Settings) -> dict[str, Any]:
-    """Serve options for an entry; algorithm classes never see these."""
+    """Serve options for an entry; algorithm classes never see these. Replicas, concurrency, queue and
+    batching (``user_config``) are the ones Serve changes on running replicas."""
     spec = entry.spec
+    scaling: dict[str, Any] = {"num_replicas": spec.num_workers}
+    if spec.autoscaling:
+        scaling = {"autoscaling_config": {"min_replicas": spec.autoscaling.min, "max_replicas": spec.autoscaling.max,
+                                          "initial_replicas": max(spec.autoscaling.min, 1),
+                                          "target_ongoing_requests": spec.autoscaling.target_ongoing_requests,
+                                          "upscale_delay_s": spec.autoscaling.upscale_delay_s,
+                                          "downscale_delay_s": spec.autoscaling.downscale_delay_s}}
     return {
         "name": spec.name,
         "logging_config": logging_config(settings),
-        "num_replicas": spec.num_workers,
+        **scaling,
         "max_ongoing_requests": spec.per_replica_concurrency(settings.default_max_concurrency),
         "max_queued_requests": spec.max_queued,
+        "user_config": {"batch": spec.batch.model_dump() if spec.batch else None},
         "ray_actor_options": {"num_cpus": spec.num_cpus, "num_gpus": spec.num_gpus,
                               "runtime_env": {"env_vars": replica_env(settings)}},
     }
+
+
+def code_version(entry: Entry) -> str:
+    """What a replica is built from: the algorithm's code, its target, media preparation and config.
+
+    Serve's ``serve.run`` gives every run a new random version, so any change
+    (even a queue length) replaced every replica: a model reloaded to change a
+    limit. With this version, Serve restarts replicas only when it changes (or
+    their resources do) and applies the rest to the running ones.
+    """
+    spec, module = entry.spec, sys.modules[entry.cls.__module__]
+    source = Path(module.__file__).read_bytes() if getattr(module, "__file__", None) else b""
+    return digest(spec.target, spec.prepare, entry.config.revealed(), hashlib.sha256(source).hexdigest())
 
 
 @dataclass(frozen=True)
@@ -133,9 +159,11 @@ class AlgorithmApp:
                       self.entry.config.revealed())
 
     def build(self) -> Application:
-        spec = self.entry.spec
-        return AlgorithmReplica.options(**deployment_options(self.entry, self.settings)).bind(
-            spec.target, spec.batch, self.fingerprint(), spec.prepare, self.entry.config)
+        spec, options = self.entry.spec, deployment_options(self.entry, self.settings)
+        options["user_config"] |= {"fingerprint": self.fingerprint()}
+        # ``version`` left Serve's public options; _internal is how Serve's own config deploys pass it
+        return AlgorithmReplica.options(**options, version=code_version(self.entry), _internal=True).bind(
+            spec.target, spec.prepare, self.entry.config)
 
 
 def unfit(apps: list[AppBuilder], resources: dict[str, float]) -> dict[str, str]:
@@ -158,11 +186,13 @@ def unfit(apps: list[AppBuilder], resources: dict[str, float]) -> dict[str, str]
     return reasons
 
 
-def statuses(names: list[str]) -> dict[str, dict[str, str]]:
-    """Serve's status and message of each application (blocking)."""
+def statuses(names: list[str]) -> dict[str, dict[str, Any]]:
+    """Serve's status, message and running replicas of each application (blocking)."""
     apps = serve.status().applications
     return {name: {"status": apps[name].status.value if name in apps else "NOT_STARTED",
-                   "message": apps[name].message if name in apps else ""} for name in names}
+                   "message": apps[name].message if name in apps else "",
+                   "replicas": sum(d.replica_states.get("RUNNING", 0) for d in apps[name].deployments.values())
+                   if name in apps else 0} for name in names}
 
 
 def _failure(name: str, app_message: str) -> str:
@@ -243,3 +273,35 @@ async def deploy(apps: list[AppBuilder], readiness: Readiness, client: Algorithm
             continue
         await _settle(todo, readiness)
         log.info("deployed %s", ", ".join(app.name for app in todo))
+
+
+async def update(app: AlgorithmApp, running: AlgorithmSpec) -> None:
+    """Deploy ``app``'s new limits over its running application (deployed as ``running``) and wait
+    until it runs them. Replicas it adds must fit the cluster's free resources now: Serve would
+    otherwise wait for them for ever."""
+    spec, before = app.entry.spec, AlgorithmApp(replace(app.entry, spec=running), app.settings).demand()
+    more = app.demand().replicas - before.replicas
+    if more > 0:
+        free = await asyncio.to_thread(ray.available_resources)
+        for resource, each in (("CPU", spec.num_cpus), ("GPU", spec.num_gpus)):
+            if more * each > free.get(resource, 0.0) + 1e-9:
+                field = "autoscaling.min" if spec.autoscaling else "num_workers"
+                raise ValidationFailed([f"{field}: {more} more replica(s) need {more * each:g} {resource}(s), but "
+                                        f"the Ray cluster has {free.get(resource, 0.0):g} free"])
+    target = RunTarget(target=app.build(), name=app.name, route_prefix=None)
+    await asyncio.to_thread(serve.run_many, [target], wait_for_ingress_deployment_creation=False,
+                            wait_for_applications_running=False)
+    deadline = time.monotonic() + DEPLOY_TIMEOUT_S
+
+    async def applied() -> bool:  # Serve marks it DEPLOYING as it takes the new target, RUNNING once done
+        status = (await asyncio.to_thread(statuses, [app.name]))[app.name]
+        if status["status"] in ("DEPLOY_FAILED", "UNHEALTHY"):
+            raise Unavailable(f"{app.name}: the change failed: "
+                              f"{await asyncio.to_thread(_failure, app.name, status['message'])}")
+        if time.monotonic() > deadline:
+            raise Unavailable(f"{app.name}: the change is not applied after {DEPLOY_TIMEOUT_S:g} s "
+                              f"({status['status']}: {status['message']})")
+        return status["status"] == "RUNNING"
+
+    while not await applied():  # not ``every``: a failure here is the caller's answer, not a retry
+        await asyncio.sleep(_POLL_S)

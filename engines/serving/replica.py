@@ -29,16 +29,26 @@ from engines.serving.batcher import Batcher
 class AlgorithmReplica:
     """Hosts one algorithm instance; Serve runs ``num_workers`` of these."""
 
-    async def __init__(self, target: str, batch: BatchSpec | None, fingerprint: str,
-                       prepare: dict[str, dict[str, Any]], config: AlgorithmConfig) -> None:
+    async def __init__(self, target: str, prepare: dict[str, dict[str, Any]], config: AlgorithmConfig) -> None:
         cls = import_target(target, where=target)
         self._input, self._output = cls.Input, cls.Output
         self._media = media_plan(cls.Input, prepare)
         self._algo = cls(config)
-        self._batcher = Batcher(self._algo.predict_batch, batch.max_batch_size, batch.batch_wait_timeout_s) \
-            if batch is not None else None
-        self._fingerprint = fingerprint
+        self._batcher: Batcher | None = None
+        self._fingerprint = ""
         await self._algo.setup()
+
+    def reconfigure(self, user_config: dict[str, Any]) -> None:
+        """Serve calls this after ``__init__`` and whenever the limits change at run time: batching
+        changes here, on the running replica, without reloading its model."""
+        self._fingerprint = user_config["fingerprint"]
+        batch = BatchSpec.model_validate(user_config["batch"]) if user_config.get("batch") else None
+        if batch is None:
+            self._batcher = None
+        elif self._batcher is None:
+            self._batcher = Batcher(self._algo.predict_batch, batch.max_batch_size, batch.batch_wait_timeout_s)
+        else:
+            self._batcher.resize(batch.max_batch_size, batch.batch_wait_timeout_s)
 
     async def __del__(self) -> None:
         await self._algo.close()

@@ -86,9 +86,12 @@ class _Partition:
 class PipelineMember:
     """A consumer-group member of one pipeline; the supervisor starts it with :meth:`ensure`."""
 
+    #: what its config's spec is (a backfill's has a range too)
+    SPEC: type[PipelineSpec] = PipelineSpec
+
     def __init__(self, config: MemberConfig) -> None:
         self.config = config
-        self.spec = PipelineSpec.model_validate(config.spec)
+        self.spec = self.SPEC.model_validate(config.spec)
         self.mapping = Mapping(self.spec)
         self._task: asyncio.Task | None = None
         self._parts: dict[int, _Partition] = {}
@@ -119,6 +122,13 @@ class PipelineMember:
     # -- the loop ------------------------------------------------------------------
 
     async def _run(self) -> None:
+        consumer = self._open()
+        consumer.subscribe([self.spec.input_topic], on_assign=self._assigned, on_revoke=self._revoked_cb,
+                           on_lost=self._revoked_cb)
+        await self._consume(consumer, asyncio.create_task(self._report_loop()))
+
+    def _open(self, **consumer_config: Any) -> Consumer:
+        """The algorithm's handle, the producer, and a consumer (not subscribed yet)."""
         from ray import serve
 
         assert self.spec.broker is not None, "the gateway fills the broker in"
@@ -128,27 +138,27 @@ class PipelineMember:
         self._producer = Producer({**client, "client.id": self.config.member, "linger.ms": 2, "acks": "all",
                                    # idempotence off (Tansu loses data with it); one request in flight keeps order
                                    "enable.idempotence": False, "max.in.flight.requests.per.connection": 1})
-        consumer = Consumer({**client, "group.id": self.spec.consumer_group, "client.id": self.config.member,
-                             "enable.auto.commit": False, "auto.offset.reset": "earliest",
-                             "session.timeout.ms": self.config.session_timeout_ms,
-                             # a fetch with nothing new returns after this, not librdkafka's 500 ms: the
-                             # live latency (brokers may hold a fetch the whole wait, new data or not)
-                             "fetch.wait.max.ms": FETCH_WAIT_MS,
-                             "heartbeat.interval.ms": max(100, self.config.session_timeout_ms // 5)})
-        self._consumer = consumer
+        self._consumer = Consumer({**client, "group.id": self.spec.consumer_group, "client.id": self.config.member,
+                                   "enable.auto.commit": False, "auto.offset.reset": "earliest",
+                                   "session.timeout.ms": self.config.session_timeout_ms,
+                                   # a fetch with nothing new returns after this, not librdkafka's 500 ms: the
+                                   # live latency (brokers may hold a fetch the whole wait, new data or not)
+                                   "fetch.wait.max.ms": FETCH_WAIT_MS,
+                                   "heartbeat.interval.ms": max(100, self.config.session_timeout_ms // 5),
+                                   **consumer_config})
+        return self._consumer
+
+    async def _consume(self, consumer: Consumer, reporter: asyncio.Task) -> None:
+        """Fetch and hand out messages until stopped; then stop the partitions' work and close."""
         loop = asyncio.get_running_loop()
-        consumer.subscribe([self.spec.input_topic], on_assign=self._assigned, on_revoke=self._revoked_cb,
-                           on_lost=self._revoked_cb)
         pump = asyncio.create_task(asyncio.to_thread(self._pump_deliveries))
-        reporter = asyncio.create_task(self._report_loop())
         wait_s = self.spec.batch_wait_ms / 1000
         try:
             while not self._stop.is_set():
                 messages = await asyncio.to_thread(consumer.consume, self.spec.batch_size, max(wait_s, 0.005))
                 for message in messages:
                     if message.error():
-                        if message.error().code() != KafkaError._PARTITION_EOF:
-                            self._last_error = f"consume: {message.error()}"
+                        self._fetch_error(message)
                         continue
                     self._accept(message, loop)
                 self._backpressure(consumer)
@@ -162,6 +172,10 @@ class PipelineMember:
                                  return_exceptions=True)
             await asyncio.to_thread(consumer.close)
             await asyncio.to_thread(self._producer.flush, 5)
+
+    def _fetch_error(self, message: Message) -> None:
+        if message.error().code() != KafkaError._PARTITION_EOF:
+            self._last_error = f"consume: {message.error()}"
 
     def _assigned(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """Runs in the polling thread. librdkafka keeps a partition's pause across a rebalance: one paused
@@ -286,7 +300,10 @@ class PipelineMember:
                           ][-KEEP_LAST:]
         if p in self._revoked:
             return  # no longer ours: the next owner redoes from the last commit
-        offset = batch[-1].offset() + 1
+        self._done(p, part, batch[-1].offset() + 1)
+
+    def _done(self, p: int, part: _Partition, offset: int) -> None:
+        """Everything before ``offset`` in partition ``p`` is produced: commit past it."""
         try:  # not waited for: a commit lost (to a crash or a rebalance) only means these are redone
             self._consumer.commit(offsets=[TopicPartition(self.spec.input_topic, p, offset)], asynchronous=True)
             part.committed = offset

@@ -18,6 +18,7 @@ import math
 import os
 import socket
 import time
+from datetime import datetime
 from typing import Any
 
 from engines.algorithms.registry import Registry
@@ -25,7 +26,10 @@ from engines.config import StoreConfig, digest
 from engines.errors import AlgoError, PipelineConflict, Starting, UnknownPipeline, ValidationFailed
 from engines.settings import Settings
 from engines.streams import topics
-from engines.streams.spec import PipelineSpec, parse_pipeline
+from engines.streams.backfill import BackfillSpec
+from engines.streams.spec import PipelineSpec, S, parse_pipeline
+from engines.tasks.queue import TaskQueue
+from storage import TaskRecord
 from storage.pipelines import PipelineStore
 
 log = logging.getLogger(__name__)
@@ -50,8 +54,8 @@ def member_names(store_id: str, spec: PipelineSpec, count: int) -> list[str]:
 
 
 class Pipelines:
-    def __init__(self, settings: Settings, registry: Registry) -> None:
-        self.settings, self.registry = settings, registry
+    def __init__(self, settings: Settings, registry: Registry, tasks: TaskQueue) -> None:
+        self.settings, self.registry, self.tasks = settings, registry, tasks
         self._store: PipelineStore | None = None
         self._config: StoreConfig | None = None
         self._below_since: dict[str, float] = {}
@@ -70,9 +74,9 @@ class Pipelines:
 
     # -- the faces' operations --------------------------------------------------------
 
-    async def check(self, data: Any, where: str = "pipeline") -> PipelineSpec:
+    async def check(self, data: Any, where: str = "pipeline", model: type[S] = PipelineSpec) -> S:  # type: ignore[assignment]
         """A spec that can run here: fields, the algorithm and its input fields, the broker, the topics."""
-        spec = parse_pipeline(data, where).with_broker(self.settings.kafka_bootstrap_servers)
+        spec = parse_pipeline(data, where, model).with_broker(self.settings.kafka_bootstrap_servers)
         wrong = spec.unknown_inputs(self.registry.get(spec.algorithm).cls.Input.model_fields)
         if wrong:
             raise ValidationFailed([f"{where}: {line}" for line in wrong])
@@ -101,6 +105,15 @@ class Pipelines:
         await self.store.save(spec.name, dumped, source, spec.scaling.min_consumers)
         await self.store.update(spec.name, partitions=await self._topics(spec))
         return await self._get(spec.name)
+
+    async def backfill(self, data: Any) -> TaskRecord:
+        """Queue a backfill (a bounded range, as a task), checked as a pipeline is."""
+        spec = await self.check(data, "backfill", BackfillSpec)
+        if isinstance(spec.start, datetime) and spec.start.timestamp() > time.time():
+            raise ValidationFailed([f"start: {spec.start.isoformat()} is in the future: there is nothing to read yet"])
+        payload = {"spec": spec.model_dump(mode="json", exclude_none=True),
+                   "call_timeout_s": self.registry.get(spec.algorithm).spec.timeout_s}
+        return await self.tasks.submit_job("backfill", spec.algorithm, payload, spec.timeout_s)
 
     async def stop(self, name: str) -> dict[str, Any]:
         """Stop it: its consumers leave the group after their batch (what they committed stays)."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Collection
-from typing import Any, Literal
+from typing import Any, Literal, Self, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -135,7 +135,7 @@ class PipelineSpec(BaseModel):
     def consumer_group(self) -> str:
         return self.group or f"algo-mcp.{self.name}"
 
-    def with_broker(self, bootstrap_servers: str | None) -> PipelineSpec:
+    def with_broker(self, bootstrap_servers: str | None) -> Self:
         """The spec with the gateway's default broker filled in (NotConfigured when there is none)."""
         if self.broker is not None:
             return self
@@ -145,11 +145,14 @@ class PipelineSpec(BaseModel):
         return self.model_copy(update={"broker": Broker(bootstrap_servers=bootstrap_servers)})
 
 
-def parse_pipeline(data: Any, where: str = "pipeline") -> PipelineSpec:
-    """A checked spec, or ValidationFailed naming each field and rule (prefixed by ``where``)."""
+S = TypeVar("S", bound=PipelineSpec)
+
+
+def parse_pipeline(data: Any, where: str = "pipeline", model: type[S] = PipelineSpec) -> S:  # type: ignore[assignment]
+    """A checked spec (a ``model``), or ValidationFailed naming each field and rule (prefixed by ``where``)."""
     if not isinstance(data, dict):
         raise ValidationFailed([f"{where}: must be an object of fields (got {type(data).__name__})"])
     try:
-        return PipelineSpec.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as exc:
         raise ValidationFailed([f"{where}: {p}" for p in describe(exc.errors(include_url=False))]) from None

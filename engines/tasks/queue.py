@@ -21,6 +21,7 @@ from engines.net.safe_url import check_public_url
 from engines.outputs import relink
 from engines.readiness import TASKS, Readiness
 from engines.settings import Settings
+from engines.streams.publish import check_topic
 from storage import REDIS_UNREACHABLE, TaskRecord, TaskStatus, TaskStore
 from storage.objects import ObjectStore
 
@@ -64,15 +65,26 @@ class TaskQueue:
             return record
         return replace(record, result=await relink(record.result, self.objects))
 
-    async def submit(self, name: str, arguments: Any, callback_url: str | None = None) -> TaskRecord:
+    async def submit(self, name: str, arguments: Any, callback_url: str | None = None,
+                     result_topic: str | None = None) -> TaskRecord:
         """Validate, then record and enqueue the task; the task's payload is the validated input."""
         entry, inp = self.registry.validate(name, arguments)
         if callback_url:
             await check_public_url("callback_url", callback_url, self.settings.fetch_allowlist)
+        if result_topic is not None:
+            await check_topic("result_topic", result_topic, self.settings.kafka_bootstrap_servers)
         store = await self.store()
         with _store_reachable():
             return await store.submit(name, inp.model_dump(mode="json"), callback_url=callback_url,
-                                      timeout_s=entry.spec.timeout_s, max_attempts=self.settings.task_max_attempts)
+                                      result_topic=result_topic, timeout_s=entry.spec.timeout_s,
+                                      max_attempts=self.settings.task_max_attempts)
+
+    async def submit_job(self, kind: str, algorithm: str, payload: dict[str, Any], timeout_s: float) -> TaskRecord:
+        """Queue a task of another kind than a call (a backfill); its caller checked the payload."""
+        store = await self.store()
+        with _store_reachable():
+            return await store.submit(algorithm, payload, kind=kind, timeout_s=timeout_s,
+                                      max_attempts=self.settings.task_max_attempts)
 
     async def get(self, task_id: str) -> TaskRecord:
         store = await self.store()

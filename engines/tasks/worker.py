@@ -25,6 +25,9 @@ from engines.retries import backoff, forever
 from engines.serving.client import AlgorithmClient
 from engines.serving.deploy import LAST, Demand, logging_config, replica_env
 from engines.settings import Settings
+from engines.streams.backfill import Backfill
+from engines.streams.consumer import MemberConfig
+from engines.streams.publish import Publisher
 from engines.tasks.callbacks import deliver_callback
 from storage import REDIS_UNREACHABLE, Heartbeats, TaskRecord, TaskStatus, redis_pool
 
@@ -46,12 +49,14 @@ class TaskWorkerConfig:
     heartbeat_ttl_s: float
     visibility_timeout_s: float
     callback_secret: str | None
+    kafka_bootstrap_servers: str | None = None  # where tasks' ``result_topic`` lives
 
     @classmethod
     def of(cls, settings: Settings, store: StoreConfig) -> TaskWorkerConfig:
         secret = settings.callback_secret.get_secret_value() if settings.callback_secret else None
         return cls(store, settings.task_worker_concurrency, settings.heartbeat_interval_seconds,
-                   settings.heartbeat_ttl_seconds, settings.task_visibility_timeout_seconds, secret)
+                   settings.heartbeat_ttl_seconds, settings.task_visibility_timeout_seconds, secret,
+                   settings.kafka_bootstrap_servers)
 
 
 @serve.deployment
@@ -65,6 +70,8 @@ class TaskWorker:
         self._store = config.store.task_store(self._redis, visibility_timeout_s=config.visibility_timeout_s)
         self._heartbeats = Heartbeats(self._redis, prefix=config.store.prefix)
         self._worker_id = f"task-worker-{serve.get_replica_context().replica_id.unique_id}"
+        servers = config.kafka_bootstrap_servers
+        self._publisher = Publisher(servers, self._worker_id) if servers else None
         self._slots = asyncio.Semaphore(config.concurrency)
         self._running: dict[str, asyncio.Task] = {}
         self._leases: dict[str, str] = {}  # task id → its stream message, renewed while it runs here
@@ -127,10 +134,22 @@ class TaskWorker:
         else:
             ended = await self._finish(record.task_id, TaskStatus.COMPLETED, result=result)
         self._leases.pop(record.task_id, None)  # its end is written: no claim to keep, nothing to stop
-        if ended and record.callback_url:
+        if ended and (record.callback_url or record.result_topic):
             final = await self._store.get(record.task_id)
             if final is not None:
-                await deliver_callback(record.callback_url, final.public(), self._config.callback_secret)
+                await self._deliver(final)
+
+    async def _deliver(self, final: TaskRecord) -> None:
+        """The final record to its callback and its topic, at once (each retries on its own)."""
+        sends = []
+        if final.callback_url:
+            sends.append(deliver_callback(final.callback_url, final.public(), self._config.callback_secret))
+        if final.result_topic:
+            if self._publisher is None:  # the gateway checked; a worker deployed without the broker cannot
+                log.warning("task %s: no broker to publish its record to %s", final.task_id, final.result_topic)
+            else:
+                sends.append(self._publisher.publish(final.result_topic, final.task_id, final.public()))
+        await asyncio.gather(*sends)
 
     async def _finish(self, task_id: str, status: TaskStatus, result: Any = None,
                       error: dict[str, Any] | None = None) -> bool:
@@ -147,6 +166,8 @@ class TaskWorker:
         replaced it, until ``max_attempts`` is spent.
         """
         timeout_s = record.timeout_s or DEFAULT_TIMEOUT_S
+        if record.kind == "backfill":
+            return await self._backfill(record, timeout_s)
         context = CallContext(self._config.store.key, record.task_id)
         attempt = record.attempts
         loop = asyncio.get_running_loop()
@@ -172,6 +193,21 @@ class TaskWorker:
             async with asyncio.timeout_at(deadline):
                 return await backoff(attempts=None)(retry_after, once)
         except (TimeoutError, TimedOut):  # the wait ran out, or the last call did: the task's limit either way
+            raise TimedOut(record.algorithm, timeout_s) from None
+
+    async def _backfill(self, record: TaskRecord, timeout_s: float) -> dict[str, Any]:
+        """A topic range through the algorithm (``engines.streams.backfill``), its progress recorded."""
+        store, payload = self._config.store, record.payload
+        config = MemberConfig(payload["spec"], f"backfill-{record.task_id[:12]}", store.redis_url, store.prefix,
+                              store.key, payload["call_timeout_s"])
+
+        async def progress(fraction: float, message: str) -> bool:
+            return await self._store.set_progress(record.task_id, fraction, message)
+
+        try:
+            async with asyncio.timeout(timeout_s):
+                return await Backfill(config).run(progress)
+        except TimeoutError:
             raise TimedOut(record.algorithm, timeout_s) from None
 
     async def _cancel_loop(self) -> None:
