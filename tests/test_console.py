@@ -120,6 +120,31 @@ async def test_a_task_from_the_generated_form_runs_to_completion(server: Running
     assert console.errors == []
 
 
+async def test_limits_are_changed_from_the_settings_form(server: Running, console: Console):
+    """The operator's form sends only what changed, shows Serve's answer and a refusal's rule."""
+    page = console.page
+    await page.click("#algorithms tr[data-name='test-live']")
+    form = page.locator("#panel form.settings")
+    try:
+        await form.locator("input[name=max_concurrency]").fill("6")
+        await form.locator("button[type=submit]").click()
+        await expect(form.locator(".answer")).to_contain_text('"max_concurrency": 6', timeout=LONG_S)
+        await expect(page.locator("#algorithms tr[data-name='test-live']")).to_contain_text("6")
+        async with httpx.AsyncClient(base_url=server.url, headers=server.auth) as http:
+            limits = (await http.get("/admin/algorithms/test-live")).json()
+        assert limits["current"]["max_concurrency"] == 6 and limits["changed"] == ["max_concurrency"]
+        await console.shot("settings")
+        form = page.locator("#panel form.settings")
+        await form.locator("input[name=num_workers]").fill("7")  # more replicas than max_concurrency allows
+        await form.locator("button[type=submit]").click()
+        await expect(form.locator(".answer.bad")).to_contain_text("max_concurrency: must be >= num_workers (7)")
+    finally:
+        async with httpx.AsyncClient(base_url=server.url, headers=server.auth, timeout=120) as http:
+            assert (await http.delete("/admin/algorithms/test-live/limits")).status_code == 200
+    # the browser reports the refused request itself; nothing else went wrong
+    assert [e for e in console.errors if "status of 422" not in e] == [] and len(console.errors) == 1
+
+
 async def test_a_running_task_is_cancelled_from_the_tasks_table(server: Running, console: Console):
     async with httpx.AsyncClient(base_url=server.url, headers=server.auth) as http:
         task_id = (await http.post(f"/tasks/{SLOW}", json={"seconds": 90})).json()["task_id"]
