@@ -87,6 +87,10 @@ class Calls:
         """Called by the runtime once it has joined Ray (before any algorithm is ready)."""
         self._client = client
 
+    def queued(self) -> dict[str, int]:
+        """Calls of this gateway waiting for a replica slot, by algorithm (none before Ray is joined)."""
+        return self._client.queued() if self._client is not None else {}
+
     async def run(self, name: str, arguments: Any, progress: Progress | None = None) -> Answered | Queued:
         """The answer the entry's ``mode`` asks for."""
         with self._observed(name):

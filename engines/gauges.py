@@ -90,6 +90,11 @@ class RuntimeGauges(Collector):
 
     def collect(self) -> Iterator[Metric]:
         snap = self.last
+        queued = GaugeMetricFamily("algo_mcp_calls_queued", "calls of this gateway waiting for a replica slot "
+                                   "(Serve's router queue, bounded by max_queued)", labels=["algorithm"])
+        for algorithm, n in sorted(self.runtime.calls.queued().items()):
+            queued.add_metric([algorithm], n)
+        yield queued
         ready = GaugeMetricFamily("algo_mcp_ready", "1 when a part of the runtime (an algorithm, the task store, "
                                   "Ray, the task worker) is up", labels=["part"])
         for name, state in snap.phases.items():

@@ -184,3 +184,18 @@ async def test_a_real_call_over_mcp_and_rest_is_counted_and_logged(server: Runni
     assert "transport=mcp" in mcp_line and "algorithm=local-echo status=ok outcome=ok" in mcp_line
     assert "(streamable-http)" in mcp_line
     assert MARKER not in every_log_text(service.parent)
+
+
+async def test_calls_waiting_for_a_replica_slot_are_shown_as_queued(server: Running):
+    """test-live takes two calls at a time: the other four wait in Serve's router queue meanwhile."""
+    async with httpx.AsyncClient(base_url=server.url, headers=server.auth, timeout=60) as http:
+        calls = [asyncio.ensure_future(http.post("/invoke/test-live", json={"seconds": 1.5})) for _ in range(6)]
+        try:
+            async def waiting() -> bool:
+                return metric(await scrape(http, server.auth), "algo_mcp_calls_queued", algorithm="test-live") == 4
+
+            await poll(waiting, timeout_s=10, interval_s=0.05, what="four calls shown as queued")
+        finally:
+            answers = await asyncio.gather(*calls)
+        assert [a.status_code for a in answers] == [200] * 6
+        assert metric(await scrape(http, server.auth), "algo_mcp_calls_queued", algorithm="test-live") == 0

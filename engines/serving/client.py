@@ -46,6 +46,19 @@ class AlgorithmClient:
             handle = self._handles[name] = serve.get_deployment_handle(name, app_name=name)
         return handle
 
+    def queued(self) -> dict[str, int]:
+        """Calls waiting in this process for a replica slot, by algorithm: the router's own count (what
+        Serve exports as ``serve_deployment_queued_queries`` and bounds by ``max_queued_requests``). Serve
+        offers no public reader for it, so it is read where the router keeps it; an algorithm whose count
+        cannot be read (Serve's internals moved) is left out rather than reported as 0."""
+        counts = {}
+        for name, handle in self._handles.items():
+            router = getattr(getattr(handle, "_router", None), "_asyncio_router", None)
+            count = getattr(getattr(router, "_metrics_manager", None), "num_queued_requests", None)
+            if isinstance(count, int):
+                counts[name] = count
+        return counts
+
     async def call(self, name: str, inp: BaseModel | dict[str, Any], timeout_s: float,
                    context: CallContext | None = None) -> dict[str, Any]:
         """Run a validated input (a dict is rebuilt into the model by the replica), within ``timeout_s``.
