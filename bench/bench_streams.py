@@ -131,14 +131,55 @@ def kafka_alone(broker: Broker, n: int) -> float:
     return drain_rate(broker, sink, n)
 
 
+def kafka_alone_live(broker: Broker) -> list[float]:
+    """The live ceiling here: the same live measurement through one plain loop (consume with the pipelines'
+    fetch wait, produce each message as it came, wait for the broker's acknowledgement, commit), no
+    algorithm and no Ray in the path; the rest of the machine as for the pipeline."""
+    from confluent_kafka import Consumer, Producer
+
+    source, sink = fresh(broker, "alone-live")
+    stop_echo = threading.Event()
+
+    def echo() -> None:
+        consumer = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": f"alone-{source}",
+                             "enable.auto.commit": False, "auto.offset.reset": "earliest", "fetch.wait.max.ms": 10})
+        producer = Producer({"bootstrap.servers": broker.bootstrap, "enable.idempotence": False, "linger.ms": 2})
+        consumer.subscribe([source])
+        while not stop_echo.is_set():
+            batch = [m for m in consumer.consume(256, 0.01) if not m.error()]
+            for m in batch:
+                producer.produce(sink, m.value(), m.key())
+            producer.flush(30)
+            if batch:
+                consumer.commit(asynchronous=True)
+        consumer.close()
+
+    thread = threading.Thread(target=echo, daemon=True)
+    thread.start()
+    live(broker, source, sink, 20, 3)  # until it has joined its group
+    latencies = live(broker, source, sink, LIVE_RATE, LIVE_S)
+    stop_echo.set()
+    thread.join(30)
+    return latencies
+
+
+async def stop(runtime: Runtime, name: str) -> None:
+    """Stop a pipeline and wait until its consumers have left: the next figure is measured on its own."""
+    await runtime.pipelines.stop(name)
+    deadline = time.monotonic() + 60
+    while (await runtime.pipelines.inspect(name))["live_consumers"] and time.monotonic() < deadline:
+        await asyncio.sleep(0.5)
+
+
 async def ours(runtime: Runtime, broker: Broker) -> dict[str, float]:
     figures: dict[str, float] = {}
     source, sink = fresh(broker, "backlog")
     broker.produce(source, echo_messages(BACKLOG_OURS))
     await runtime.pipelines.start({"name": "backlog", "input_topic": source, "algorithm": "local-echo",
-                                   "output_topic": sink, "scaling": {"max_consumers": PARTITIONS}})
+                                   "output_topic": sink,  # a consumer per partition, as a backlog wants
+                                   "scaling": {"min_consumers": PARTITIONS, "max_consumers": PARTITIONS}})
     figures["backlog"] = await asyncio.to_thread(drain_rate, broker, sink, BACKLOG_OURS)
-    await runtime.pipelines.stop("backlog")
+    await stop(runtime, "backlog")
 
     source, sink = fresh(broker, "live")
     await runtime.pipelines.start({"name": "live", "input_topic": source, "algorithm": "local-echo",
@@ -147,7 +188,7 @@ async def ours(runtime: Runtime, broker: Broker) -> dict[str, float]:
     await asyncio.to_thread(live, broker, source, sink, 20, 3)  # until its consumer runs
     source_lat = await asyncio.to_thread(live, broker, source, sink, LIVE_RATE, LIVE_S)
     figures["live_p50"], figures["live_p99"] = percentile(source_lat, 50) * 1e3, percentile(source_lat, 99) * 1e3
-    await runtime.pipelines.stop("live")
+    await stop(runtime, "live")
 
     source, sink = fresh(broker, "embed")
     texts = [(str(i), orjson.dumps({"texts": [f"review number {i}: the battery lasts all day"]}))
@@ -159,7 +200,7 @@ async def ours(runtime: Runtime, broker: Broker) -> dict[str, float]:
     await asyncio.to_thread(broker.read, sink, len(warm), 120)
     broker.produce(source, texts)
     figures["embed_pipeline"] = await asyncio.to_thread(drain_rate, broker, sink, EMBED_N + len(warm))
-    await runtime.pipelines.stop("embed")
+    await stop(runtime, "embed")
     figures["embed_direct"] = await direct_embedding(runtime)
     return figures
 
@@ -227,7 +268,8 @@ async def main() -> None:
         registry_file = tmp / "algorithms.yaml"
         registry_file.write_text(yaml.safe_dump(REGISTRY))
         settings = Settings(_env_file=None, log_level="WARNING", data_dir=tmp / "data",
-                            kafka_bootstrap_servers=broker.bootstrap, kafka_session_timeout_ms=3000)
+                            kafka_bootstrap_servers=broker.bootstrap, kafka_session_timeout_ms=3000,
+                            local_cluster_linger_s=0)  # idle consumers of a lingering cluster skew a next run
         async with Runtime(settings, Registry.load(registry_file)) as runtime:
             await runtime.started()
             note("seed design: backlog, then live")
@@ -238,6 +280,8 @@ async def main() -> None:
             ceiling = await asyncio.to_thread(kafka_alone, broker, BACKLOG_OURS)
             note("local-echo's deployment alone: the pipeline's batches, no Kafka")
             serve_ceiling = await deployment_alone(BACKLOG_OURS)
+            note("Kafka alone, live: a plain consume-produce loop at the same rate")
+            live_ceiling = percentile(await asyncio.to_thread(kafka_alone_live, broker), 99) * 1e3
     backlog = mine["backlog"] / theirs["backlog"]
     embed = mine["embed_pipeline"] / mine["embed_direct"]
     print_table(["figure", "seed design", "algo-mcp", "ratio / value", "goal", "met"], [
@@ -247,7 +291,8 @@ async def main() -> None:
          f"deployment alone {serve_ceiling:.0f} msg/s, {serve_ceiling / theirs['backlog']:.0f}x)"],
         [f"live p50 / p99 (seed at {SEED_LIVE_RATE} msg/s, ours at {LIVE_RATE})",
          f"{theirs['live_p50']:.0f} / {theirs['live_p99']:.0f} ms",
-         f"{mine['live_p50']:.0f} / {mine['live_p99']:.0f} ms", f"p99 {mine['live_p99']:.0f} ms", "≤ 250 ms",
+         f"{mine['live_p50']:.0f} / {mine['live_p99']:.0f} ms",
+         f"p99 {mine['live_p99']:.0f} ms (Kafka alone, no algorithm: {live_ceiling:.0f} ms)", "≤ 250 ms",
          "✓" if mine["live_p99"] <= 250 else "✗"],
         ["MiniLM: pipeline vs direct calls (msg/s)", f"direct {mine['embed_direct']:.0f}",
          f"{mine['embed_pipeline']:.0f}", f"{embed:.0%}", "≥ 80%", "✓" if embed >= 0.8 else "✗"],
