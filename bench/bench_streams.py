@@ -16,11 +16,13 @@ MiniLM through the pipeline ≥ 80% of the direct calls.
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 import os
 import sys
 import threading
 import time
 import uuid
+from multiprocessing.synchronize import Event
 from pathlib import Path
 
 import orjson
@@ -131,36 +133,39 @@ def kafka_alone(broker: Broker, n: int) -> float:
     return drain_rate(broker, sink, n)
 
 
-def kafka_alone_live(broker: Broker) -> list[float]:
-    """The live ceiling here: the same live measurement through one plain loop (consume with the pipelines'
-    fetch wait, produce each message as it came, wait for the broker's acknowledgement, commit), no
-    algorithm and no Ray in the path; the rest of the machine as for the pipeline."""
+def _echo(bootstrap: str, source: str, sink: str, stop_echo: Event) -> None:
+    """A plain consume-produce loop, in a process of its own (as a consumer is): produce each message as
+    it came, wait for the broker's acknowledgement, commit."""
     from confluent_kafka import Consumer, Producer
 
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"alone-{source}", "enable.auto.commit": False,
+                         "auto.offset.reset": "earliest", "fetch.wait.max.ms": 10})
+    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": False, "linger.ms": 2})
+    consumer.subscribe([source])
+    while not stop_echo.is_set():
+        batch = [m for m in consumer.consume(256, 0.01) if not m.error()]
+        for m in batch:
+            producer.produce(sink, m.value(), m.key())
+        producer.flush(30)
+        if batch:
+            consumer.commit(asynchronous=True)
+    consumer.close()
+
+
+def kafka_alone_live(broker: Broker) -> list[float]:
+    """The live ceiling here: the same measurement through :func:`_echo`, with the pipelines' fetch wait and no
+    algorithm and no Ray in the path; the rest of the machine as for the pipeline."""
     source, sink = fresh(broker, "alone-live")
-    stop_echo = threading.Event()
-
-    def echo() -> None:
-        consumer = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": f"alone-{source}",
-                             "enable.auto.commit": False, "auto.offset.reset": "earliest", "fetch.wait.max.ms": 10})
-        producer = Producer({"bootstrap.servers": broker.bootstrap, "enable.idempotence": False, "linger.ms": 2})
-        consumer.subscribe([source])
-        while not stop_echo.is_set():
-            batch = [m for m in consumer.consume(256, 0.01) if not m.error()]
-            for m in batch:
-                producer.produce(sink, m.value(), m.key())
-            producer.flush(30)
-            if batch:
-                consumer.commit(asynchronous=True)
-        consumer.close()
-
-    thread = threading.Thread(target=echo, daemon=True)
-    thread.start()
-    live(broker, source, sink, 20, 3)  # until it has joined its group
-    latencies = live(broker, source, sink, LIVE_RATE, LIVE_S)
-    stop_echo.set()
-    thread.join(30)
-    return latencies
+    spawn = multiprocessing.get_context("spawn")
+    stop_echo = spawn.Event()
+    echo = spawn.Process(target=_echo, args=(broker.bootstrap, source, sink, stop_echo), daemon=True)
+    echo.start()
+    try:
+        live(broker, source, sink, 20, 3)  # until it has joined its group
+        return live(broker, source, sink, LIVE_RATE, LIVE_S)
+    finally:
+        stop_echo.set()
+        echo.join(30)
 
 
 async def stop(runtime: Runtime, name: str) -> None:

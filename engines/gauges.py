@@ -44,6 +44,7 @@ class Snapshot:
     ended: TaskStats | None = None  # tasks ended so far, by status; their latency by algorithm
     actors: dict[str, int] | None = None  # active, passivated
     active_by_template: dict[str, int] = field(default_factory=dict)
+    activations: dict[str, int] = field(default_factory=dict)  # so far, by template (kept in Redis)
     pipelines: list[dict[str, Any]] | None = None  # each one's name, lag, rate_in, dead, live_consumers
 
 
@@ -62,7 +63,7 @@ class RuntimeGauges(Collector):
         snap = Snapshot(phases={name: p["status"] for name, p in rt.readiness.report().items()},
                         tasks=tasks[0] if tasks else None, ended=tasks[1] if tasks else None, pipelines=pipelines)
         if actors is not None:
-            snap.actors, snap.active_by_template = actors
+            snap.actors, snap.active_by_template, snap.activations = actors
         self.last = snap
         return snap
 
@@ -73,7 +74,7 @@ class RuntimeGauges(Collector):
         (waiting, claimed), ended = await asyncio.gather(store.queue_counts(), store.ended_stats())
         return {"queued": waiting, "running": claimed}, ended
 
-    async def _actors(self) -> tuple[dict[str, int], dict[str, int]] | None:
+    async def _actors(self) -> tuple[dict[str, int], dict[str, int], dict[str, int]] | None:
         actors = self.runtime.actors
         if not actors.templates:
             return None
@@ -86,7 +87,8 @@ class RuntimeGauges(Collector):
                 continue
         by_template = Counter(a["template"] for h in hosts.values() for a in h["actors"].values())
         active = sum(h["active"] for h in hosts.values())
-        return {"active": active, "passivated": max(0, bound - active)}, dict(by_template)
+        return {"active": active, "passivated": max(0, bound - active)}, dict(by_template), \
+            await actors.store.activations()
 
     def collect(self) -> Iterator[Metric]:
         snap = self.last
@@ -121,6 +123,11 @@ class RuntimeGauges(Collector):
             for template, n in snap.active_by_template.items():
                 by_template.add_metric([template], n)
             yield by_template
+            activations = CounterMetricFamily("algo_mcp_actor_activations", "actor activations so far (a call "
+                                              "finding its actor on no host), by template", labels=["template"])
+            for template, n in sorted(snap.activations.items()):
+                activations.add_metric([template], n)
+            yield activations
         if snap.pipelines is not None:
             yield from _pipeline_families(snap.pipelines)
 

@@ -12,7 +12,7 @@ ordered in the ``call times`` zset) in the same write as the state it produced, 
 a call retried because its answer was lost (its host killed) is answered, not run
 again.
 
-All scripts take ``KEYS = [actor hash, actors zset, lease, fence counter, calls, call times]``.
+All scripts take ``KEYS = [actor hash, actors zset, lease, fence counter, calls, call times, stats]``.
 """
 
 from __future__ import annotations
@@ -70,6 +70,9 @@ if lease then
   end
 else
   token = tostring(redis.call('INCR', KEYS[4]))
+end
+if not (lease and string.match(lease, '^(%S+) ') == ARGV[1]) then  -- a new activation, not a renewal
+  redis.call('HINCRBY', KEYS[7], 'activations:' .. (redis.call('HGET', KEYS[1], 'template') or ''), 1)
 end
 redis.call('SET', KEYS[3], ARGV[1] .. ' ' .. token, 'PX', ARGV[2])
 return {1, token, redis.call('HGETALL', KEYS[1])}

@@ -116,7 +116,7 @@ class ActorStore:
     def _keys(self, actor_id: str) -> list[str]:
         k = self.keys
         return [k.actor(actor_id), k.actors, k.actor_lease(actor_id), k.actor_fence, k.actor_calls(actor_id),
-                k.actor_call_times(actor_id)]
+                k.actor_call_times(actor_id), k.actor_stats]
 
     async def _run(self, script: AsyncScript, actor_id: str, *args: Any) -> Any:
         return await self._batch.script(script, self._keys(actor_id), [str(a) for a in args])
@@ -151,6 +151,12 @@ class ActorStore:
 
     async def count(self) -> int:
         return int(await self.redis.zcard(self.keys.actors))
+
+    async def activations(self) -> dict[str, int]:
+        """Activations so far, by template (every host's, from Redis: for metrics)."""
+        return {name.removeprefix("activations:"): int(n)
+                for name, n in (await self.redis.hgetall(self.keys.actor_stats)).items()
+                if name.startswith("activations:")}
 
     async def acquire(self, actor_id: str, host: str, lease_s: float) -> Held | Elsewhere | None:
         """Take (or renew) the actor's lease for ``host``; None if the id is not bound."""

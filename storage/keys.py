@@ -43,6 +43,7 @@ name                            type      what it holds
                                           latency (submission to end) by algorithm:
                                           ``latency:{algorithm}:{bucket}`` (the first bucket it fits,
                                           upper bounds in seconds, or ``inf``), ``latency-sum:{algorithm}``
+``{prefix}:actor-stats``        hash      ``activations:{template}``: actor activations so far
 ``{prefix}:limits``             hash      algorithm name → JSON: its limits changed at run time
                                           (``max_concurrency``, ``num_workers``, ``max_queued``,
                                           ``batch``), applied over the registry file's
@@ -155,6 +156,10 @@ class KeyLayout:
     @property
     def pipeline_supervisor(self) -> str:
         return f"{self.prefix}:pipeline-supervisor"
+
+    @property
+    def actor_stats(self) -> str:
+        return f"{self.prefix}:actor-stats"
 
     @property
     def task_stats(self) -> str:

@@ -72,3 +72,16 @@ async def test_delete_leaves_no_key_behind(store: ActorStore, redis_client: Redi
 async def test_an_unbound_id_is_nowhere(store: ActorStore):
     assert await store.get("nobody") is None and await store.acquire("nobody", "host-0/1", 5) is None
     assert await store.delete("nobody") is False and await store.holder("nobody") is None
+
+
+async def test_activations_are_counted_by_template_and_renewals_are_not(store: ActorStore):
+    await store.bind("a1", "Account", [], {}, {})
+    await store.bind("p1", "GamePlayer", [], {}, {})
+    first = await store.acquire("a1", "host-0/1", lease_s=0.2)
+    await store.acquire("a1", "host-0/1", lease_s=0.2)  # its own lease again: the same activation
+    await store.acquire("p1", "host-0/1", lease_s=30)
+    assert isinstance(await store.acquire("a1", "host-1/1", lease_s=5), Elsewhere)  # refused: no activation
+    await poll(lambda: _none(store, "a1"), what="the first lease expired")
+    second = await store.acquire("a1", "host-1/1", lease_s=5)
+    assert isinstance(first, Held) and isinstance(second, Held)
+    assert await store.activations() == {"Account": 2, "GamePlayer": 1}
