@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -20,7 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from engines.settings import Settings
 from mcp_server.app import Gateway, build_gateway
 from mcp_server.listen import listening_socket
-from tests.conftest import Running
+from tests.conftest import ROOT, Running
 from tests.mcp_clients import http_session
 from tests.polling import poll
 
@@ -199,3 +200,14 @@ async def test_calls_waiting_for_a_replica_slot_are_shown_as_queued(server: Runn
             answers = await asyncio.gather(*calls)
         assert [a.status_code for a in answers] == [200] * 6
         assert metric(await scrape(http, server.auth), "algo_mcp_calls_queued", algorithm="test-live") == 0
+
+
+async def test_every_metric_the_dashboard_reads_is_served(server: Running):
+    """deploy/grafana/algo-mcp.json queries only metrics a gateway with algorithms, tasks, actors and
+    pipelines serves (a renamed metric would leave a panel empty without a word)."""
+    dashboard = (ROOT / "deploy" / "grafana" / "algo-mcp.json").read_text()
+    read = {re.sub(r"_(bucket|sum|count|total)$", "", name) for name in re.findall(r"algo_mcp_\w+", dashboard)}
+    async with httpx.AsyncClient(base_url=server.url, timeout=60) as http:
+        served = {family.name for family in text_string_to_metric_families(await scrape(http, server.auth))}
+    assert read and read <= served, sorted(read - served)
+
