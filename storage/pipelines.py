@@ -17,6 +17,8 @@ from storage.keys import DEFAULT_PREFIX, KeyLayout
 
 #: dead letters and outputs kept for inspection (the topics hold them all)
 KEEP_LAST = 50
+#: a kept message's value is cut to this many characters: 50 messages of a megabyte each would sit in Redis
+KEEP_VALUE_CHARS = 4096
 
 # SET the supervisor's key if free, or extend it if this holder has it: one atomic step
 _LEAD = """
@@ -76,7 +78,7 @@ class PipelineStore:
         async with self.redis.pipeline(transaction=False) as pipe:
             for key, items in ((self.keys.pipeline_dead(name), dead), (self.keys.pipeline_out(name), outputs)):
                 if items:
-                    pipe.lpush(key, *(dumps(i) for i in items[-KEEP_LAST:]))
+                    pipe.lpush(key, *(dumps(_cut(i)) for i in items[-KEEP_LAST:]))
                     pipe.ltrim(key, 0, KEEP_LAST - 1)
             await pipe.execute()
 
@@ -96,3 +98,11 @@ def _record(name: str, raw: dict[str, str]) -> dict[str, Any]:
             "partitions": int(raw.get("partitions") or 0),
             "created_at": float(raw.get("created_at") or 0), "updated_at": float(raw.get("updated_at") or 0),
             "error": raw.get("error") or None}
+
+
+def _cut(item: dict[str, Any]) -> dict[str, Any]:
+    """The item with its ``value`` cut to :data:`KEEP_VALUE_CHARS` (saying so, and how long it was)."""
+    value = item.get("value")
+    if not isinstance(value, str) or len(value) <= KEEP_VALUE_CHARS:
+        return item
+    return {**item, "value": value[:KEEP_VALUE_CHARS], "value_chars": len(value), "truncated": True}

@@ -450,3 +450,28 @@ async def test_the_algorithms_replicas_grow_with_a_pipelines_lag(server: Running
         return app.deployments["test-autoscaled"].replica_states.get("RUNNING", 0)
 
     await poll(lambda: replicas() == 1, timeout_s=90, interval_s=0.5, what="back to one replica once drained")
+
+
+async def test_a_huge_message_is_a_dead_letter_whole_on_its_topic_and_cut_where_it_is_kept(server: Running,
+                                                                                          kafka: Broker):
+    source, sink, dead = topics(kafka, "huge", partitions=1)
+    huge = orjson.dumps({"id": "x" * 500_000})
+    kafka.produce(source, [("small", orjson.dumps({"id": "small"})), ("huge", huge)])
+    async with httpx.AsyncClient(base_url=server.url, headers=server.auth, timeout=60) as http:
+        started = await http.post("/pipelines", json={"name": "huge", "input_topic": source, "algorithm": "test-stream",
+                                                      "output_topic": sink, "dead_letter_topic": dead})
+        assert started.status_code == 201, started.text
+        try:
+            assert [m.key() for m in await asyncio.to_thread(kafka.read, sink, 1, 60, 1)] == [b"small"]
+            (letter,) = [orjson.loads(m.value()) for m in await asyncio.to_thread(kafka.read, dead, 1, 60, 1)]
+            assert letter["value"] == huge.decode() and "id: at most 64 characters" in letter["error"]["message"]
+
+            async def kept() -> dict[str, Any] | None:
+                letters = (await inspect(http, "huge"))["dead_letters"]
+                return letters[0] if letters else None
+
+            kept_letter = await poll(kept, timeout_s=30, interval_s=0.5, what="the dead letter kept")
+            assert kept_letter["truncated"] and kept_letter["value_chars"] == len(huge)
+            assert kept_letter["value"] == huge.decode()[:4096]
+        finally:
+            await stopped(http, "huge")

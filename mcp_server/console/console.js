@@ -145,6 +145,7 @@ function algorithmLoad(name) {
     calls: total("algo_mcp_calls_total", mine),
     errors: total("algo_mcp_calls_total", (l) => mine(l) && l.outcome !== "ok"),
     inFlight: total("algo_mcp_calls_in_flight", mine),
+    queued: total("algo_mcp_calls_queued", mine),
     busy: total("algo_mcp_busy_refusals_total", mine),
     meanMs: count ? (seconds / count) * 1000 : null,
   };
@@ -249,7 +250,8 @@ function drawAlgorithms() {
       el("td", {}, badge(status)),
       el("td", { class: "num" }, `${replicas ?? DASH} / ${workers}`),
       el("td", { class: "num" }, a.max_concurrency, el("span", { class: "sub" }, `queue ${a.max_queued}`)),
-      el("td", { class: "num" }, num(load.inFlight)),
+      el("td", { class: "num" }, num(load.inFlight),
+         el("span", { class: "sub" }, load.queued ? `${load.queued} queued` : "")),
       el("td", { class: "num" }, num(load.calls)),
       el("td", { class: "num" }, num(load.errors)),
       el("td", { class: "num" }, num(load.busy)),
