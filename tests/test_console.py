@@ -43,10 +43,12 @@ class Console:
 
 
 def _error(message: ConsoleMessage) -> str | None:
-    """An error the page logged; a 404 from ``/metrics`` is allowed: a gateway may not serve it (the
-    page then shows a dash for load and stops asking)."""
+    """An error the page logged. Allowed: a 404 from ``/metrics`` (a gateway may not serve it: the page
+    then shows a dash for load and stops asking), and a 503 from ``/healthz``, its answer while an
+    application (re)deploys, which the page reads as the report it is (the browser logs it anyway)."""
     url = message.location.get("url", "")
-    if message.type != "error" or (url.endswith("/metrics") and "404" in message.text):
+    if message.type != "error" or (url.endswith("/metrics") and "404" in message.text) or (
+            url.endswith("/healthz") and "503" in message.text):
         return None
     return f"{message.text} ({url})"
 
