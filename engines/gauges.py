@@ -14,7 +14,7 @@ import asyncio
 import logging
 import math
 from collections import Counter
-from collections.abc import Awaitable, Iterator
+from collections.abc import Awaitable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -92,52 +92,41 @@ class RuntimeGauges(Collector):
 
     def collect(self) -> Iterator[Metric]:
         snap = self.last
-        queued = GaugeMetricFamily("algo_mcp_calls_queued", "calls of this gateway waiting for a replica slot "
-                                   "(Serve's router queue, bounded by max_queued)", labels=["algorithm"])
-        for algorithm, n in sorted(self.runtime.calls.queued().items()):
-            queued.add_metric([algorithm], n)
-        yield queued
-        ready = GaugeMetricFamily("algo_mcp_ready", "1 when a part of the runtime (an algorithm, the task store, "
-                                  "Ray, the task worker) is up", labels=["part"])
-        for name, state in snap.phases.items():
-            ready.add_metric([name], 1.0 if state == "ready" else 0.0)
-        yield ready
+        yield _family(GaugeMetricFamily, "algo_mcp_calls_queued", "calls of this gateway waiting for a replica slot "
+                      "(Serve's router queue, bounded by max_queued)", "algorithm", self.runtime.calls.queued())
+        yield _family(GaugeMetricFamily, "algo_mcp_ready", "1 when a part of the runtime (an algorithm, the task "
+                      "store, Ray, the task worker) is up", "part",
+                      {name: 1.0 if state == "ready" else 0.0 for name, state in snap.phases.items()})
         if snap.tasks is not None:
-            tasks = GaugeMetricFamily("algo_mcp_tasks", "tasks in the queue now: queued (not taken by a worker "
-                                      "yet) and running (taken, not ended)", labels=["status"])
-            for status, n in snap.tasks.items():
-                tasks.add_metric([status], n)
-            yield tasks
+            yield _family(GaugeMetricFamily, "algo_mcp_tasks", "tasks in the queue now: queued (not taken by a "
+                          "worker yet) and running (taken, not ended)", "status", snap.tasks)
             yield GaugeMetricFamily("algo_mcp_task_queue_depth", "tasks waiting for a worker",
                                     value=snap.tasks["queued"])
         if snap.ended is not None:
             yield from _task_families(snap.ended)
         if snap.actors is not None:
-            actors = GaugeMetricFamily("algo_mcp_actors", "bound actors: active on a host, or passivated "
-                                       "(state stored, nothing running)", labels=["state"])
-            for state, n in snap.actors.items():
-                actors.add_metric([state], n)
-            yield actors
-            by_template = GaugeMetricFamily("algo_mcp_actors_active", "active actors, by template",
-                                            labels=["template"])
-            for template, n in snap.active_by_template.items():
-                by_template.add_metric([template], n)
-            yield by_template
-            activations = CounterMetricFamily("algo_mcp_actor_activations", "actor activations so far (a call "
-                                              "finding its actor on no host), by template", labels=["template"])
-            for template, n in sorted(snap.activations.items()):
-                activations.add_metric([template], n)
-            yield activations
+            yield _family(GaugeMetricFamily, "algo_mcp_actors", "bound actors: active on a host, or passivated "
+                          "(state stored, nothing running)", "state", snap.actors)
+            yield _family(GaugeMetricFamily, "algo_mcp_actors_active", "active actors, by template", "template",
+                          snap.active_by_template)
+            yield _family(CounterMetricFamily, "algo_mcp_actor_activations", "actor activations so far (a call "
+                          "finding its actor on no host), by template", "template", snap.activations)
         if snap.pipelines is not None:
             yield from _pipeline_families(snap.pipelines)
 
 
+def _family(kind: type[GaugeMetricFamily] | type[CounterMetricFamily], name: str, documentation: str, label: str,
+            values: Mapping[str, float]) -> Metric:
+    """A family with one label, a sample per entry of ``values``."""
+    family = kind(name, documentation, labels=[label])
+    for key, value in sorted(values.items()):
+        family.add_metric([key], value)
+    return family
+
+
 def _task_families(stats: TaskStats) -> Iterator[Metric]:
     """Counters kept in Redis by the task store as tasks end (any gateway reads the same)."""
-    ended = CounterMetricFamily("algo_mcp_tasks_ended", "tasks ended so far, by status", labels=["status"])
-    for status, n in sorted(stats.ended.items()):
-        ended.add_metric([status], n)
-    yield ended
+    yield _family(CounterMetricFamily, "algo_mcp_tasks_ended", "tasks ended so far, by status", "status", stats.ended)
     latency = HistogramMetricFamily("algo_mcp_task_duration_seconds", "tasks' time from submission to end",
                                     labels=["algorithm"])
     for algorithm, buckets in sorted(stats.latency.items()):

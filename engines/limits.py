@@ -104,7 +104,7 @@ class Limits:
 
     async def change(self, name: str, change: LimitChange, by: str) -> dict[str, Any]:
         """Apply a change to the running deployment, then record it; answers :meth:`describe`."""
-        entry = self.registry.get(name)
+        self.registry.get(name)  # an unknown name is refused before it gets a lock
         async with self._locks[name]:
             entry = self.registry.get(name)
             try:
@@ -116,19 +116,20 @@ class Limits:
 
     async def reset(self, name: str, by: str) -> dict[str, Any]:
         """Back to the registry file's limits."""
-        self.registry.get(name)
+        self.registry.get(name)  # an unknown name is refused before it gets a lock
         async with self._locks[name]:
             await self._apply(self._declared[name], {"reset": True}, by)
         return await self.describe(name)
 
     async def _apply(self, entry: Entry, change: dict[str, Any], by: str) -> None:
         assert self._store is not None
-        if entry.spec != self.registry.get(entry.name).spec:
+        running = self.registry.get(entry.name).spec
+        if entry.spec != running:
             if not self.readiness.is_ready(RAY):
                 raise Starting("the Ray cluster", None, "limits change on running deployments")
             from engines.serving.deploy import AlgorithmApp, update
 
-            await update(AlgorithmApp(entry, self.settings), self.registry.get(entry.name).spec)
+            await update(AlgorithmApp(entry, self.settings), running)
             self.registry.replace(entry)
         declared = limits_of(self._declared[entry.name].spec)
         differing = {k: v for k, v in limits_of(entry.spec).items() if v != declared[k]}

@@ -33,7 +33,6 @@ def add_admin_routes(app: FastAPI, limits: Limits, *, token_set: bool) -> None:
     @app.get("/admin/algorithms/{name}", tags=["admin"],
              summary="an algorithm's limits: the registry file's, the current ones, the last changes")
     async def describe(name: str) -> dict[str, Any]:
-        limits.registry.get(name)
         return await limits.describe(name)
 
     @app.patch("/admin/algorithms/{name}", tags=["admin"],
